@@ -1,0 +1,81 @@
+package manifest
+
+import (
+	"strings"
+	"testing"
+)
+
+const good = `{"name":"example","version":"1.2.3","abi":1,
+ "routes":[{"method":"GET","path":"/hello/:name","public":true},
+           {"method":"POST","path":"/echo","permission":"example.echo"},
+           {"method":"GET","path":"/files/*"}],
+ "limits":{"pool_max":4}}`
+
+func TestParseValid(t *testing.T) {
+	m, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name != "example" || len(m.Routes) != 3 {
+		t.Fatalf("unexpected manifest %+v", m)
+	}
+	l := m.Limits
+	if l.PoolMax != 4 || l.PoolMin != 1 || l.MemoryMiB != DefaultMemoryMiB || l.CallTimeoutMS != DefaultCallTimeoutMS ||
+		l.MaxRequestBytes != DefaultMaxRequestBytes || l.MaxResponseBytes != DefaultMaxResponseBytes {
+		t.Fatalf("defaults not applied: %+v", l)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, json, want string
+	}{
+		{"unknown field", `{"name":"ab","version":"1.0.0","abi":1,"limits":{},"colour":"red"}`, `unknown field "colour"`},
+		{"unknown limit", `{"name":"ab","version":"1.0.0","abi":1,"limits":{"cpu":1}}`, `unknown field "cpu"`},
+		{"bad name", `{"name":"Ab","version":"1.0.0","abi":1,"limits":{}}`, `name "Ab"`},
+		{"bad version", `{"name":"ab","version":"1.0","abi":1,"limits":{}}`, `version "1.0"`},
+		{"abi too new", `{"name":"ab","version":"1.0.0","abi":2,"limits":{}}`, `upgrade the host`},
+		{"abi zero", `{"name":"ab","version":"1.0.0","abi":0,"limits":{}}`, `abi 0`},
+		{"bad method", `{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"get","path":"/x"}],"limits":{}}`, `method must be`},
+		{"no slash", `{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"GET","path":"x"}],"limits":{}}`, `must start with '/'`},
+		{"dup shape", `{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"GET","path":"/a/:id"},{"method":"GET","path":"/a/:key"}],"limits":{}}`, `same method and path shape`},
+		{"star middle", `{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"GET","path":"/a/*/b"}],"limits":{}}`, `last segment`},
+		{"public+perm", `{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"GET","path":"/a","public":true,"permission":"x"}],"limits":{}}`, `cannot require`},
+		{"memory", `{"name":"ab","version":"1.0.0","abi":1,"limits":{"memory_mib":5000}}`, `limits.memory_mib 5000`},
+		{"pool order", `{"name":"ab","version":"1.0.0","abi":1,"limits":{"pool_min":5,"pool_max":2}}`, `limits.pool_min 5`},
+		{"trailing", `{"name":"ab","version":"1.0.0","abi":1,"limits":{}} {}`, `trailing data`},
+		{"not json", `name: ab`, `invalid character`},
+		{"type", `{"name":"ab","version":"1.0.0","abi":"1","limits":{}}`, `cannot unmarshal`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.json))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseTooLarge(t *testing.T) {
+	if _, err := Parse(make([]byte, MaxSize+1)); err == nil {
+		t.Fatal("oversized manifest accepted")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte(`{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"GET","path":"/a/:id/*"}],"limits":{}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse(data)
+		if err != nil {
+			return
+		}
+		// Whatever parses must be valid and stable under re-validation.
+		if err := m.Validate(); err != nil {
+			t.Fatalf("parsed manifest fails re-validation: %v", err)
+		}
+		if m.Limits.PoolMin > m.Limits.PoolMax || m.Limits.MemoryMiB < 8 {
+			t.Fatalf("limits out of range after parse: %+v", m.Limits)
+		}
+	})
+}

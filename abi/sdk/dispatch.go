@@ -1,0 +1,176 @@
+package keel
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// HandlerFunc handles one HTTP request.
+type HandlerFunc func(*Request) *Response
+
+// Event is one event delivered to a subscriber.
+type Event struct {
+	ID      string
+	Type    string
+	Topic   string
+	Tenant  string
+	Source  string
+	Time    time.Time
+	Key     []byte
+	Payload []byte
+	// Attempt is 1 on first delivery and counts redeliveries after failures.
+	Attempt int
+
+	raw wire.Event
+}
+
+// DecodeJSON unmarshals the payload into v.
+func (e *Event) DecodeJSON(v any) error { return json.Unmarshal(e.Payload, v) }
+
+// Call returns the invocation context of the event (tenant, request id of the
+// invocation that published it).
+func (e *Event) Call() Call { return Call{&e.raw.Ctx} }
+
+// EventHandler handles one event. Returning an error makes the host retry the
+// delivery with backoff and eventually park the event in the topic's dead-letter topic.
+type EventHandler func(*Event) error
+
+var (
+	routes     = map[string]HandlerFunc{}
+	subs       = map[string]EventHandler{}
+	healthFunc func() error
+	initFuncs  []func() error
+	current    *wire.CallContext // the invocation being served; instances are single-threaded
+)
+
+// Handle registers h for a route declared in the plugin's manifest. The method and
+// pattern must be written exactly as in the manifest ("GET", "/customers/:id").
+// Call it from an init function.
+func Handle(method, pattern string, h HandlerFunc) {
+	key := strings.ToUpper(method) + " " + pattern
+	if _, dup := routes[key]; dup {
+		panic("keel: route registered twice: " + key)
+	}
+	routes[key] = h
+}
+
+// OnEvent registers h for a topic the manifest subscribes to.
+func OnEvent(topic string, h EventHandler) {
+	if _, dup := subs[topic]; dup {
+		panic("keel: topic subscribed twice: " + topic)
+	}
+	subs[topic] = h
+}
+
+// OnHealth sets the plugin's health check. The host calls it for /readyz; an error
+// marks the plugin not ready. Without one the plugin is healthy while it answers.
+func OnHealth(f func() error) { healthFunc = f }
+
+// OnInit registers f to run once when the host has instantiated a fresh instance,
+// before it serves anything. An error fails the instance (and an activation).
+func OnInit(f func() error) { initFuncs = append(initFuncs, f) }
+
+// dispatchHTTP decodes one request, runs the handler and appends the encoded response
+// to out. It never panics.
+func dispatchHTTP(in, out []byte) []byte {
+	var req Request
+	if err := wire.DecodeHTTPRequest(in, &req.raw); err != nil {
+		resp := Error(400, "malformed_request", err.Error())
+		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
+	}
+	req.Method, req.Path, req.Route, req.Body = req.raw.Method, req.raw.Path, req.raw.Route, req.raw.Body
+	current = &req.raw.Ctx
+	defer func() { current = nil }()
+
+	h := routes[req.Method+" "+req.Route]
+	if h == nil {
+		resp := Error(501, "no_handler", fmt.Sprintf("route %s %s is declared in the manifest but the plugin registered no handler", req.Method, req.Route))
+		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
+	}
+	resp, panicked := runHandler(h, &req)
+	wr := wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body}
+	if panicked {
+		wr.Flags |= wire.FlagPanicked
+	}
+	if wr.Status == 0 {
+		wr.Status = 200
+	}
+	return wire.AppendHTTPResponse(out, &wr)
+}
+
+func runHandler(h HandlerFunc, req *Request) (resp *Response, panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			Log.Error("handler panicked", "route", req.Route, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			resp, panicked = Error(500, "plugin_panic", fmt.Sprintf("the plugin failed: %v", v)), true
+		}
+	}()
+	resp = h(req)
+	if resp == nil {
+		resp = &Response{Status: 204}
+	}
+	return resp, false
+}
+
+// dispatchEvent decodes one event, runs the subscriber and appends the encoded result.
+func dispatchEvent(in, out []byte) []byte {
+	var ev Event
+	if err := wire.DecodeEvent(in, &ev.raw); err != nil {
+		return wire.AppendResult(out, &wire.Result{Code: uint32(wire.CodeMalformed), Message: err.Error()})
+	}
+	r := &ev.raw
+	ev.ID, ev.Type, ev.Topic, ev.Tenant, ev.Source = r.ID, r.Type, r.Topic, r.Tenant, r.Source
+	ev.Time, ev.Key, ev.Payload, ev.Attempt = time.Unix(0, r.Time).UTC(), r.Key, r.Payload, r.Attempt
+	current = &r.Ctx
+	defer func() { current = nil }()
+
+	h := subs[ev.Topic]
+	if h == nil {
+		return wire.AppendResult(out, &wire.Result{Code: uint32(wire.CodeUnsupported), Message: "no handler registered for topic " + ev.Topic})
+	}
+	return wire.AppendResult(out, guard("event "+ev.Topic, func() error { return h(&ev) }))
+}
+
+// dispatchHealth runs the health check and appends the encoded result.
+func dispatchHealth(_, out []byte) []byte {
+	if healthFunc == nil {
+		return wire.AppendResult(out, &wire.Result{})
+	}
+	return wire.AppendResult(out, guard("health", healthFunc))
+}
+
+// dispatchInit runs the init functions in registration order.
+func dispatchInit(in, out []byte) []byte {
+	var cc wire.CallContext
+	if err := wire.DecodeCallContext(in, &cc); err != nil {
+		return wire.AppendResult(out, &wire.Result{Code: uint32(wire.CodeMalformed), Message: err.Error()})
+	}
+	current = &cc
+	defer func() { current = nil }()
+	for _, f := range initFuncs {
+		if r := guard("init", f); r.Code != 0 {
+			return wire.AppendResult(out, r)
+		}
+	}
+	return wire.AppendResult(out, &wire.Result{})
+}
+
+// guard runs f, turning an error into a guest-failure result and a panic into a
+// flagged guest-panic result.
+func guard(what string, f func() error) (res *wire.Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			Log.Error(what+" panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			res = &wire.Result{Code: uint32(wire.CodeGuestPanic), Message: fmt.Sprintf("%s panicked: %v", what, v), Flags: wire.FlagPanicked}
+		}
+	}()
+	if err := f(); err != nil {
+		return &wire.Result{Code: uint32(wire.CodeGuestFailure), Message: err.Error()}
+	}
+	return &wire.Result{}
+}

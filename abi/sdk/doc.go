@@ -1,0 +1,22 @@
+// Package keel is the guest SDK for Keel plugins built with the standard Go toolchain
+// (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared).
+//
+// A plugin registers its handlers from an init function and never sees the wire
+// encoding or a raw pointer:
+//
+//	func init() {
+//		keel.Handle("GET", "/hello/:name", func(r *keel.Request) *keel.Response {
+//			return keel.JSON(200, map[string]string{"hello": r.Param("name")})
+//		})
+//	}
+//
+//	func main() {} // required by the toolchain; never called in a reactor module
+//
+// The package owns the ABI v1 exports (keel_http, keel_event, keel_health, keel_init,
+// keel_buffer, keel_abi_version) and wraps the host imports in ordinary Go functions.
+// A panic in a handler becomes a 500 response (or a failed event), flagged so that the
+// host retires the instance whose state the panic may have corrupted.
+//
+// Built for any other platform the package compiles too, so plugin logic can be unit
+// tested natively; host capabilities then fail with CodeUnsupported.
+package keel

@@ -1,0 +1,29 @@
+package keel
+
+import "github.com/keelhq/keel/abi/wire"
+
+// hostFn names a host import. The wasip1 build maps each to its //go:wasmimport; other
+// builds report CodeUnsupported.
+type hostFn int
+
+const (
+	fnLogWrite hostFn = iota
+	numHostFns
+)
+
+// importNames are the imports' "module.name", used in error messages.
+var importNames = [numHostFns]string{
+	fnLogWrite: "keel:log/v1.write",
+}
+
+// resultError converts a failed import's payload into a *HostError.
+func resultError(fn hostFn, code uint32, payload []byte) error {
+	var r wire.Result
+	e := &HostError{Code: wire.Code(code), Op: importNames[fn]}
+	if err := wire.DecodeResult(payload, &r); err != nil {
+		e.Message = "undecodable error payload: " + err.Error()
+		return e
+	}
+	e.Message, e.Detail = r.Message, r.Detail
+	return e
+}

@@ -1,0 +1,126 @@
+package keel
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// Request is one HTTP request routed to the plugin.
+type Request struct {
+	Method string
+	// Path is the path below /api/{plugin}, starting with '/'.
+	Path string
+	// Route is the manifest pattern that matched, e.g. "/customers/:id".
+	Route string
+	Body  []byte
+
+	raw   wire.HTTPRequest
+	query url.Values
+}
+
+// Param returns the value of a path parameter declared in the route (":id" → "id").
+func (r *Request) Param(name string) string {
+	for _, p := range r.raw.Params {
+		if p.Name == name {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// Header returns the first value of a request header; names are case-insensitive.
+func (r *Request) Header(name string) string {
+	for _, h := range r.raw.Headers {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value
+		}
+	}
+	return ""
+}
+
+// Query returns the parsed query string.
+func (r *Request) Query() url.Values {
+	if r.query == nil {
+		r.query, _ = url.ParseQuery(r.raw.Query)
+	}
+	return r.query
+}
+
+// DecodeJSON unmarshals the body into v, refusing unknown fields so that typos in
+// client payloads are reported instead of silently ignored.
+func (r *Request) DecodeJSON(v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(r.Body)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// Call returns the invocation context: request id, tenant, subject and permissions.
+func (r *Request) Call() Call { return Call{&r.raw.Ctx} }
+
+// Call describes who invoked the plugin and on whose behalf.
+type Call struct{ c *wire.CallContext }
+
+// RequestID is the id the gateway assigned (or accepted from X-Request-ID).
+func (c Call) RequestID() string { return c.c.RequestID }
+
+// Tenant is the tenant the call acts for; empty for unauthenticated routes.
+func (c Call) Tenant() string { return c.c.Tenant }
+
+// Subject is the authenticated user or service; empty for unauthenticated routes.
+func (c Call) Subject() string { return c.c.Subject }
+
+// Permissions lists the caller's permissions.
+func (c Call) Permissions() []string { return c.c.Permissions }
+
+// HasPermission reports whether the caller holds permission p.
+func (c Call) HasPermission(p string) bool {
+	for _, q := range c.c.Permissions {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Response is what a handler returns.
+type Response struct {
+	Status  int
+	Headers []wire.KV
+	Body    []byte
+}
+
+// SetHeader adds a response header and returns the response for chaining.
+func (r *Response) SetHeader(name, value string) *Response {
+	r.Headers = append(r.Headers, wire.KV{Name: name, Value: value})
+	return r
+}
+
+// JSON returns a response with v encoded as JSON. If v cannot be encoded, the result
+// is a 500 error response rather than a panic.
+func JSON(status int, v any) *Response {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Error(500, "encode_failed", "could not encode the response: "+err.Error())
+	}
+	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: "application/json"}}, Body: b}
+}
+
+// Text returns a plain-text response.
+func Text(status int, s string) *Response {
+	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: "text/plain; charset=utf-8"}}, Body: []byte(s)}
+}
+
+// Bytes returns a response with the given content type and body.
+func Bytes(status int, contentType string, b []byte) *Response {
+	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: contentType}}, Body: b}
+}
+
+// Error returns an error response in the platform's shape:
+// {"error":{"code":"...","message":"..."}}. The host adds the request id.
+func Error(status int, code, message string) *Response {
+	b, _ := json.Marshal(map[string]map[string]string{"error": {"code": code, "message": message}})
+	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: "application/json"}}, Body: b}
+}

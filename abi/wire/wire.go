@@ -1,0 +1,173 @@
+// Package wire is the byte encoding shared by the Keel host and its guests (ABI v1).
+//
+// Every message is a flat sequence of fields. A field is one tag byte, a little-endian
+// uint32 length and that many bytes of value. Readers skip tags they do not know, which
+// is how later ABI levels add fields without breaking older plugins. Lists are repeated
+// fields with the same tag; key/value pairs are encoded by AppendPair. The format is
+// deliberately simple so that a plugin in any language can speak it from ABI.md alone,
+// and cheap enough that encoding a request costs far less than the call it rides on.
+//
+// The package has no dependencies beyond the standard library and must build for
+// GOOS=wasip1 GOARCH=wasm, because guests link it.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// HeaderSize is the size of a field header: one tag byte and a uint32 length.
+const HeaderSize = 5
+
+// MaxMessage bounds any single message so that a corrupt length cannot make a reader
+// allocate or walk gigabytes.
+const MaxMessage = 64 << 20
+
+// ErrMalformed is returned (wrapped) for every decoding failure.
+var ErrMalformed = errors.New("wire: malformed message")
+
+// AppendField appends one field to dst.
+func AppendField(dst []byte, tag byte, val []byte) []byte {
+	dst = append(dst, tag, 0, 0, 0, 0)
+	binary.LittleEndian.PutUint32(dst[len(dst)-4:], uint32(len(val)))
+	return append(dst, val...)
+}
+
+// AppendString appends a string field without converting it to a byte slice first.
+func AppendString(dst []byte, tag byte, s string) []byte {
+	dst = append(dst, tag, 0, 0, 0, 0)
+	binary.LittleEndian.PutUint32(dst[len(dst)-4:], uint32(len(s)))
+	return append(dst, s...)
+}
+
+// AppendUint appends an unsigned integer as an 8-byte little-endian field.
+func AppendUint(dst []byte, tag byte, v uint64) []byte {
+	dst = append(dst, tag, 8, 0, 0, 0)
+	return binary.LittleEndian.AppendUint64(dst, v)
+}
+
+// AppendInt appends a signed integer as an 8-byte little-endian two's complement field.
+func AppendInt(dst []byte, tag byte, v int64) []byte { return AppendUint(dst, tag, uint64(v)) }
+
+// AppendFloat appends an IEEE-754 float64 as an 8-byte little-endian field.
+func AppendFloat(dst []byte, tag byte, v float64) []byte {
+	return AppendUint(dst, tag, math.Float64bits(v))
+}
+
+// AppendBool appends a one-byte field: 1 for true, 0 for false.
+func AppendBool(dst []byte, tag byte, v bool) []byte {
+	b := byte(0)
+	if v {
+		b = 1
+	}
+	return append(dst, tag, 1, 0, 0, 0, b)
+}
+
+// AppendPair appends a key/value field: uint32 key length, key bytes, value bytes.
+func AppendPair(dst []byte, tag byte, k, v string) []byte {
+	dst = append(dst, tag, 0, 0, 0, 0)
+	binary.LittleEndian.PutUint32(dst[len(dst)-4:], uint32(4+len(k)+len(v)))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(k)))
+	dst = append(dst, k...)
+	return append(dst, v...)
+}
+
+// BeginNested starts a field whose value is itself a message. It returns the offset
+// that EndNested needs to fill in the length once the nested fields are appended.
+func BeginNested(dst []byte, tag byte) ([]byte, int) {
+	dst = append(dst, tag, 0, 0, 0, 0)
+	return dst, len(dst)
+}
+
+// EndNested completes a field started by BeginNested.
+func EndNested(dst []byte, mark int) []byte {
+	binary.LittleEndian.PutUint32(dst[mark-4:mark], uint32(len(dst)-mark))
+	return dst
+}
+
+// Reader walks the fields of one message. The zero value reads nothing.
+type Reader struct {
+	b   []byte
+	err error
+}
+
+// NewReader returns a Reader over b. It does not copy b.
+func NewReader(b []byte) Reader {
+	if len(b) > MaxMessage {
+		return Reader{err: fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrMalformed, len(b), MaxMessage)}
+	}
+	return Reader{b: b}
+}
+
+// Next returns the next field. It returns ok=false at the end of the message or on
+// error; Err tells which.
+func (r *Reader) Next() (tag byte, val []byte, ok bool) {
+	if r.err != nil || len(r.b) == 0 {
+		return 0, nil, false
+	}
+	if len(r.b) < HeaderSize {
+		r.err = fmt.Errorf("%w: truncated field header", ErrMalformed)
+		return 0, nil, false
+	}
+	n := binary.LittleEndian.Uint32(r.b[1:5])
+	if uint64(n) > uint64(len(r.b)-HeaderSize) {
+		r.err = fmt.Errorf("%w: field %d declares %d bytes, %d remain", ErrMalformed, r.b[0], n, len(r.b)-HeaderSize)
+		return 0, nil, false
+	}
+	tag, val = r.b[0], r.b[HeaderSize:HeaderSize+int(n)]
+	r.b = r.b[HeaderSize+int(n):]
+	return tag, val, true
+}
+
+// Err reports the first decoding error, if any.
+func (r *Reader) Err() error { return r.err }
+
+// Fail records a decoding error found by the caller (for example a bad integer field),
+// so that message decoders can report through one path.
+func (r *Reader) Fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// Uint decodes an integer field written by AppendUint.
+func Uint(val []byte) (uint64, error) {
+	if len(val) != 8 {
+		return 0, fmt.Errorf("%w: integer field has %d bytes, want 8", ErrMalformed, len(val))
+	}
+	return binary.LittleEndian.Uint64(val), nil
+}
+
+// Int decodes a signed integer field written by AppendInt.
+func Int(val []byte) (int64, error) {
+	u, err := Uint(val)
+	return int64(u), err
+}
+
+// Float decodes a float field written by AppendFloat.
+func Float(val []byte) (float64, error) {
+	u, err := Uint(val)
+	return math.Float64frombits(u), err
+}
+
+// Bool decodes a field written by AppendBool.
+func Bool(val []byte) (bool, error) {
+	if len(val) != 1 || val[0] > 1 {
+		return false, fmt.Errorf("%w: bool field must be one byte 0 or 1", ErrMalformed)
+	}
+	return val[0] == 1, nil
+}
+
+// Pair decodes a field written by AppendPair. The returned slices alias val.
+func Pair(val []byte) (k, v []byte, err error) {
+	if len(val) < 4 {
+		return nil, nil, fmt.Errorf("%w: pair shorter than its key length", ErrMalformed)
+	}
+	n := binary.LittleEndian.Uint32(val)
+	if uint64(n) > uint64(len(val)-4) {
+		return nil, nil, fmt.Errorf("%w: pair key length %d exceeds the field", ErrMalformed, n)
+	}
+	return val[4 : 4+n], val[4+n:], nil
+}

@@ -1,0 +1,142 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func sampleRequest() *HTTPRequest {
+	return &HTTPRequest{
+		Method: "POST", Path: "/customers/42", Route: "/customers/:id", Query: "a=1&b=2",
+		Params:  []KV{{"id", "42"}},
+		Headers: []KV{{"content-type", "application/json"}, {"x-multi", "1"}, {"x-multi", "2"}},
+		Body:    []byte(`{"name":"Ada"}`),
+		Ctx: CallContext{RequestID: "r1", Tenant: "t1", Subject: "u1", Permissions: []string{"a", "b"},
+			Deadline: 1234567890, Plugin: "master-data", Version: "1.0.0"},
+	}
+}
+
+func TestHTTPRequestRoundTrip(t *testing.T) {
+	in := sampleRequest()
+	var out HTTPRequest
+	if err := DecodeHTTPRequest(AppendHTTPRequest(nil, in), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, &out) {
+		t.Fatalf("round trip mismatch:\n in %+v\nout %+v", in, &out)
+	}
+}
+
+func TestHTTPResponseRoundTrip(t *testing.T) {
+	in := &HTTPResponse{Status: 201, Headers: []KV{{"Location", "/x"}}, Body: []byte("hi"), Flags: FlagPanicked}
+	var out HTTPResponse
+	if err := DecodeHTTPResponse(AppendHTTPResponse(nil, in), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, &out) {
+		t.Fatalf("mismatch %+v vs %+v", in, &out)
+	}
+}
+
+func TestEventAndResultRoundTrip(t *testing.T) {
+	ev := &Event{ID: "e1", Type: "customer.created", Topic: "master-data.customer", Tenant: "t", Source: "master-data",
+		Time: 99, Key: []byte("k"), Payload: []byte(`{}`), Attempt: 3, Ctx: CallContext{RequestID: "r", Plugin: "p", Version: "1.0.0"}}
+	var e2 Event
+	if err := DecodeEvent(AppendEvent(nil, ev), &e2); err != nil || !reflect.DeepEqual(ev, &e2) {
+		t.Fatalf("event round trip: %v\n%+v\n%+v", err, ev, &e2)
+	}
+	res := &Result{Code: uint32(CodeDatabase), Message: "boom", Detail: "23505", Data: []byte{1, 2}, Flags: 1}
+	var r2 Result
+	if err := DecodeResult(AppendResult(nil, res), &r2); err != nil || !reflect.DeepEqual(res, &r2) {
+		t.Fatalf("result round trip: %v %+v", err, r2)
+	}
+}
+
+func TestUnknownTagsAreSkipped(t *testing.T) {
+	b := AppendField(nil, 200, []byte("from the future"))
+	b = AppendHTTPResponse(b, &HTTPResponse{Status: 204})
+	var r HTTPResponse
+	if err := DecodeHTTPResponse(b, &r); err != nil || r.Status != 204 {
+		t.Fatalf("got %v %+v", err, r)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	valid := AppendHTTPResponse(nil, &HTTPResponse{Status: 200, Body: []byte("body")})
+	for name, b := range map[string][]byte{
+		"truncated header": valid[:3],
+		"truncated value":  valid[:len(valid)-1],
+		"short integer":    AppendField(nil, respStatus, []byte{1, 2}),
+		"status range":     AppendUint(nil, respStatus, 42),
+		"no status":        AppendField(nil, respBody, []byte("x")),
+		"bad pair":         append(AppendUint(nil, respStatus, 200), AppendField(nil, respHeader, []byte{9, 0, 0, 0, 'a'})...),
+		"huge length":      {respBody, 0xff, 0xff, 0xff, 0xff},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var r HTTPResponse
+			err := DecodeHTTPResponse(b, &r)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("want ErrMalformed, got %v", err)
+			}
+		})
+	}
+}
+
+func TestNestedLength(t *testing.T) {
+	b, mark := BeginNested(nil, 7)
+	b = AppendString(b, 1, "abc")
+	b = EndNested(b, mark)
+	r := NewReader(b)
+	tag, v, ok := r.Next()
+	if !ok || tag != 7 || !bytes.Equal(v, AppendString(nil, 1, "abc")) {
+		t.Fatalf("nested field decoded wrong: %d %q %v", tag, v, r.Err())
+	}
+}
+
+func BenchmarkHTTPRequestEncodeDecode(b *testing.B) {
+	req := sampleRequest()
+	req.Body = bytes.Repeat([]byte("x"), 1024)
+	buf := make([]byte, 0, 4096)
+	var out HTTPRequest
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = AppendHTTPRequest(buf[:0], req)
+		if err := DecodeHTTPRequest(buf, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The host decodes HTTPResponse, Result and log records from untrusted guests; guests
+// decode HTTPRequest, Event and CallContext from the host. None may panic or loop.
+func FuzzDecode(f *testing.F) {
+	f.Add(AppendHTTPRequest(nil, sampleRequest()))
+	f.Add(AppendHTTPResponse(nil, &HTTPResponse{Status: 200, Headers: []KV{{"a", "b"}}, Body: []byte("x")}))
+	f.Add(AppendEvent(nil, &Event{ID: "1", Payload: []byte("p"), Attempt: 2}))
+	f.Add(AppendResult(nil, &Result{Code: 3, Message: "m"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req HTTPRequest
+		if DecodeHTTPRequest(b, &req) == nil {
+			var again HTTPRequest
+			if err := DecodeHTTPRequest(AppendHTTPRequest(nil, &req), &again); err != nil {
+				t.Fatalf("re-encoded request does not decode: %v", err)
+			}
+		}
+		var resp HTTPResponse
+		if DecodeHTTPResponse(b, &resp) == nil && (resp.Status < 100 || resp.Status > 999) {
+			t.Fatalf("accepted status %d", resp.Status)
+		}
+		var ev Event
+		_ = DecodeEvent(b, &ev)
+		var res Result
+		_ = DecodeResult(b, &res)
+		var cc CallContext
+		_ = DecodeCallContext(b, &cc)
+		r := NewReader(b)
+		for _, v, ok := r.Next(); ok; _, v, ok = r.Next() {
+			_, _, _ = Pair(v)
+		}
+	})
+}

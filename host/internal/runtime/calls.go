@@ -1,0 +1,179 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// HTTP calls the plugin's keel_http export. The returned response owns its bytes.
+// A *CallError reports a failed call; the gateway turns it into a JSON 5xx.
+func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*wire.HTTPResponse, error) {
+	var resp wire.HTTPResponse
+	err := p.invoke(ctx, exHTTP, &req.Ctx, func(cc *wire.CallContext) []byte {
+		return wire.AppendHTTPRequest(buf[:0], req)
+	}, func(out []byte) (bool, bool, error) {
+		if err := wire.DecodeHTTPResponse(out, &resp); err != nil {
+			return false, false, err
+		}
+		resp.Body = append([]byte(nil), resp.Body...)
+		return resp.Status < 400, resp.Flags&wire.FlagPanicked != 0, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// Event calls the plugin's keel_event export. A non-zero result code means the plugin
+// did not process the event and it must be redelivered.
+func (p *Plugin) Event(ctx context.Context, ev *wire.Event) (*wire.Result, error) {
+	var res wire.Result
+	err := p.invoke(ctx, exEvent, &ev.Ctx, func(cc *wire.CallContext) []byte {
+		return wire.AppendEvent(nil, ev)
+	}, func(out []byte) (bool, bool, error) {
+		if err := wire.DecodeResult(out, &res); err != nil {
+			return false, false, err
+		}
+		res.Data = append([]byte(nil), res.Data...)
+		return res.Code == 0, res.Flags&wire.FlagPanicked != 0, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Health calls keel_health and returns nil when the plugin reports itself healthy.
+func (p *Plugin) Health(ctx context.Context) error {
+	if !p.HasExport("keel_health") {
+		return nil
+	}
+	var res wire.Result
+	cc := wire.CallContext{RequestID: "health"}
+	err := p.invoke(ctx, exHealth, &cc, func(cc *wire.CallContext) []byte {
+		return wire.AppendCallContextFields(nil, cc)
+	}, func(out []byte) (bool, bool, error) {
+		if err := wire.DecodeResult(out, &res); err != nil {
+			return false, false, err
+		}
+		return res.Code == 0, res.Flags&wire.FlagPanicked != 0, nil
+	})
+	if err != nil {
+		return err
+	}
+	if res.Code != 0 {
+		return fmt.Errorf("plugin %s reports unhealthy (%s): %s", p.manifest.Name, wire.Code(res.Code), res.Message)
+	}
+	return nil
+}
+
+// HasExport reports whether the module exports name.
+func (p *Plugin) HasExport(name string) bool {
+	_, ok := p.compiled.ExportedFunctions()[name]
+	return ok
+}
+
+// invoke is the one path every call takes: admit, borrow an instance under the call's
+// deadline, run the export, decode, return or retire the instance, finish the unit of
+// work. encode builds the input once the deadline is known; decode reports whether the
+// output counts as success and whether the guest panicked.
+func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
+	encode func(*wire.CallContext) []byte,
+	decode func(out []byte) (success, panicked bool, err error)) error {
+
+	name := p.manifest.Name
+	export := exportNames[ex]
+	if !p.gate.enter() {
+		return ErrClosed
+	}
+	defer p.gate.leave()
+	start := time.Now()
+	defer func() { p.engine.metrics.CallDuration(name, export, time.Since(start)) }()
+
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	cc.Deadline, cc.Plugin, cc.Version = deadline.UnixNano(), name, p.manifest.Version
+
+	fail := func(reason string, err error) error {
+		p.engine.metrics.Failure(name, reason)
+		return &CallError{Plugin: name, Export: export, Reason: reason, Err: err}
+	}
+
+	in, err := p.acquire(ctx)
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrClosed):
+			return ErrClosed
+		case errors.Is(err, context.DeadlineExceeded):
+			return fail(ReasonPoolExhausted, fmt.Errorf("no instance free within the deadline (pool_max %d)", p.manifest.Limits.PoolMax))
+		case errors.Is(err, context.Canceled):
+			return fail(ReasonCanceled, err)
+		default:
+			return fail(ReasonInit, err)
+		}
+	}
+	p.inUse.Add(1)
+	c := &Call{Plugin: p, Context: cc, Logger: p.logger.With("request_id", cc.RequestID), inst: in}
+	out, err := in.call(context.WithValue(ctx, callKey{}, c), ex, encode(cc), p.maxOut)
+	var success, panicked bool
+	if err == nil {
+		success, panicked, err = decode(out)
+		if err != nil {
+			err = &malformedError{err}
+		}
+	}
+	p.inUse.Add(-1)
+	if err != nil || panicked {
+		p.discard(in)
+	} else {
+		p.release(in)
+	}
+	if err != nil {
+		var reason string
+		if me, ok := err.(*malformedError); ok {
+			reason, err = ReasonMalformed, me.err
+		} else {
+			reason = classify(ctx, err, in)
+		}
+		p.logger.Warn("plugin call failed", "export", export, "reason", reason, "request_id", cc.RequestID, "err", err)
+		p.finish(ctx, c, false)
+		return fail(reason, err)
+	}
+	if panicked {
+		p.engine.metrics.Failure(name, ReasonPanic)
+		p.logger.Warn("plugin recovered from a panic; instance retired", "export", export, "request_id", cc.RequestID)
+		success = false
+	}
+	if err := p.finish(ctx, c, success); err != nil {
+		return fail(ReasonCommit, err)
+	}
+	return nil
+}
+
+// finish runs the call's finishers, e.g. commit or roll back its transaction. They run
+// even when the call's own deadline has passed, bounded by a short grace period, so a
+// timed-out call still rolls back promptly.
+func (p *Plugin) finish(ctx context.Context, c *Call, success bool) error {
+	if len(c.finishes) == 0 {
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var errs []error
+	for _, f := range c.finishes {
+		if err := f(fctx, success); err != nil {
+			errs = append(errs, err)
+			success = false
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type malformedError struct{ err error }
+
+func (e *malformedError) Error() string { return e.err.Error() }

@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/keelhq/keel/host/internal/telemetry"
+)
+
+// Engine compiles and runs plugin versions. It is safe for concurrent use.
+type Engine struct {
+	cache   wazero.CompilationCache
+	logger  *slog.Logger
+	metrics *telemetry.Metrics
+	funcs   []HostFunc
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Config configures an Engine.
+type Config struct {
+	// CacheDir holds compiled code across restarts. Empty means an in-memory cache.
+	CacheDir string
+	Logger   *slog.Logger
+	Metrics  *telemetry.Metrics
+	// HostFuncs are the capability imports offered to every plugin, on top of the
+	// built-in keel:env/v1 and keel:log/v1. Each decides per call whether the calling
+	// plugin may use it.
+	HostFuncs []HostFunc
+}
+
+// NewEngine creates an engine. The cache directory is created if needed.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = telemetry.New()
+	}
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	funcs := append(builtinFuncs(), cfg.HostFuncs...)
+	seen := map[string]bool{}
+	for _, f := range funcs {
+		k := f.Module + "." + f.Name
+		if seen[k] {
+			return nil, fmt.Errorf("runtime: host function %s defined twice", k)
+		}
+		seen[k] = true
+	}
+	return &Engine{cache: cache, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs}, nil
+}
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *telemetry.Metrics { return e.metrics }
+
+// Close releases the compilation cache. Plugins must be closed first.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	return e.cache.Close(ctx)
+}
+
+// Digest returns the hex SHA-256 of a module, the identity of a plugin build.
+func Digest(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
+}

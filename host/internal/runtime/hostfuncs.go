@@ -1,0 +1,219 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// MaxImportInput bounds what a guest may pass to one host function.
+const MaxImportInput = 16 << 20
+
+// HostFunc is one capability import with the uniform ABI v1 signature
+// (in_ptr i32, in_len i32, out_ptr i32, out_cap i32) -> i64.
+//
+// Fn receives the decoded input bytes (a copy; it may keep them) and returns the output
+// payload, or an error. A *CapError keeps its code; any other error becomes
+// CodeInternal, so a host bug never looks like a plugin's fault.
+type HostFunc struct {
+	Module string // e.g. "keel:sql/v1"
+	Name   string // e.g. "query"
+	Fn     func(ctx context.Context, c *Call, in []byte) ([]byte, error)
+}
+
+// Call is the state of one invocation, visible to host functions. It lives exactly as
+// long as one export call.
+type Call struct {
+	Plugin   *Plugin
+	Context  *wire.CallContext
+	Logger   *slog.Logger
+	inst     *instance
+	pending  []byte
+	finishes []Finisher
+}
+
+// Finisher runs after the export returns. success reports whether the guest's result
+// counts as success (HTTP status < 400, or result code 0) and the call did not fail.
+// A finisher error turns a successful call into a failed one; this is how the unit of
+// work commits or rolls back.
+type Finisher func(ctx context.Context, success bool) error
+
+// OnFinish registers f. Finishers run in registration order.
+func (c *Call) OnFinish(f Finisher) { c.finishes = append(c.finishes, f) }
+
+// Manifest returns the calling plugin's manifest.
+func (c *Call) Manifest() *manifest.Manifest { return c.Plugin.manifest }
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *Call {
+	c, _ := ctx.Value(callKey{}).(*Call)
+	return c
+}
+
+// instantiateHostModules registers every host function in rt, grouped by module.
+func instantiateHostModules(ctx context.Context, rt wazero.Runtime, funcs []HostFunc) error {
+	byModule := map[string][]HostFunc{}
+	var order []string
+	for _, f := range funcs {
+		if _, ok := byModule[f.Module]; !ok {
+			order = append(order, f.Module)
+		}
+		byModule[f.Module] = append(byModule[f.Module], f)
+	}
+	for _, mod := range order {
+		b := rt.NewHostModuleBuilder(mod)
+		for _, f := range byModule[mod] {
+			if f.Fn == nil { // a raw function such as keel:env/v1.take
+				continue
+			}
+			b.NewFunctionBuilder().
+				WithGoModuleFunction(adapt(f), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}).
+				WithName(f.Name).Export(f.Name)
+		}
+		if mod == envModule {
+			b.NewFunctionBuilder().
+				WithGoModuleFunction(api.GoModuleFunc(take), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
+				WithName("take").Export("take")
+		}
+		if _, err := b.Instantiate(ctx); err != nil {
+			return fmt.Errorf("host module %s: %w", mod, err)
+		}
+	}
+	return nil
+}
+
+// adapt turns a HostFunc into a wazero function: read the input from guest memory,
+// run Fn, then write the output into the guest's out buffer or keep it pending for
+// keel:env/v1.take. The result packs (code << 32 | payload length).
+func adapt(f HostFunc) api.GoModuleFunc {
+	op := f.Module + "." + f.Name
+	return func(ctx context.Context, mod api.Module, stack []uint64) {
+		inPtr, inLen := uint32(stack[0]), uint32(stack[1])
+		outPtr, outCap := uint32(stack[2]), uint32(stack[3])
+		c := callFrom(ctx)
+		var out []byte
+		var err error
+		switch {
+		case c == nil:
+			err = Errorf(wire.CodeInternal, "%s called outside an invocation", op)
+		case inLen > MaxImportInput:
+			err = Errorf(wire.CodeTooLarge, "%s: input of %d bytes exceeds %d", op, inLen, MaxImportInput)
+		default:
+			in, ok := mod.Memory().Read(inPtr, inLen)
+			if !ok {
+				err = Errorf(wire.CodeMalformed, "%s: input range out of memory bounds", op)
+				break
+			}
+			out, err = f.Fn(ctx, c, append([]byte(nil), in...))
+		}
+		code := wire.OK
+		if err != nil {
+			var ce *CapError
+			if !errors.As(err, &ce) {
+				if c != nil {
+					c.Logger.Error("host function failed", "import", op, "err", err)
+				}
+				ce = &CapError{Code: wire.CodeInternal, Message: "internal host error in " + op}
+			}
+			code = ce.Code
+			out = wire.AppendResult(nil, &wire.Result{Code: uint32(ce.Code), Message: ce.Message, Detail: ce.Detail})
+		}
+		n := uint32(len(out))
+		if n <= outCap {
+			if n > 0 && !mod.Memory().Write(outPtr, out) {
+				stack[0] = uint64(wire.CodeMalformed)<<32 | 0
+				return
+			}
+		} else if c != nil {
+			c.pending = out
+		}
+		stack[0] = uint64(code)<<32 | uint64(n)
+	}
+}
+
+const (
+	envModule = "keel:env/v1"
+	logModule = "keel:log/v1"
+)
+
+// take copies the pending output of the previous import into guest memory. It
+// returns 0 on success and 1 when nothing of that length is pending.
+func take(ctx context.Context, mod api.Module, stack []uint64) {
+	ptr, n := uint32(stack[0]), uint32(stack[1])
+	c := callFrom(ctx)
+	if c == nil || c.pending == nil || uint32(len(c.pending)) != n || !mod.Memory().Write(ptr, c.pending) {
+		stack[0] = 1
+		return
+	}
+	c.pending = nil
+	stack[0] = 0
+}
+
+func builtinFuncs() []HostFunc {
+	return []HostFunc{
+		{Module: envModule, Name: "take"}, // raw signature, registered specially
+		{Module: logModule, Name: "write", Fn: logWrite},
+	}
+}
+
+// Field tags of a log record, keel:log/v1.write's input.
+const (
+	logLevel   = 1
+	logMessage = 2
+	logAttr    = 3
+	// maxLogAttrs bounds attributes per record so a plugin cannot flood the log line.
+	maxLogAttrs = 64
+	maxLogBytes = 64 << 10
+)
+
+// logWrite routes a plugin's log record to the host logger, tagged with the plugin,
+// version and request id.
+func logWrite(ctx context.Context, c *Call, in []byte) ([]byte, error) {
+	if len(in) > maxLogBytes {
+		return nil, Errorf(wire.CodeTooLarge, "log record of %d bytes exceeds %d", len(in), maxLogBytes)
+	}
+	level, msg, attrs, err := decodeLog(in)
+	if err != nil {
+		return nil, &CapError{Code: wire.CodeMalformed, Message: err.Error()}
+	}
+	c.Plugin.engine.metrics.PluginLog(c.Plugin.manifest.Name, level.String())
+	c.Logger.LogAttrs(ctx, level, msg, attrs...)
+	return nil, nil
+}
+
+func decodeLog(in []byte) (slog.Level, string, []slog.Attr, error) {
+	var (
+		level slog.Level
+		msg   string
+		attrs []slog.Attr
+	)
+	r := wire.NewReader(in)
+	for tag, v, ok := r.Next(); ok; tag, v, ok = r.Next() {
+		switch tag {
+		case logLevel:
+			l, err := wire.Int(v)
+			r.Fail(err)
+			level = slog.Level(max(min(l, 12), -8))
+		case logMessage:
+			msg = string(v)
+		case logAttr:
+			k, val, err := wire.Pair(v)
+			if err != nil {
+				r.Fail(err)
+				break
+			}
+			if len(attrs) < maxLogAttrs {
+				attrs = append(attrs, slog.String("plugin."+string(k), string(val)))
+			}
+		}
+	}
+	return level, msg, attrs, r.Err()
+}

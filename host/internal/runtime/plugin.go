@@ -1,0 +1,389 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// Plugin is one loaded plugin version (a generation): its compiled module, its wazero
+// runtime with the version's memory cap, and its instance pool.
+type Plugin struct {
+	engine   *Engine
+	manifest *manifest.Manifest
+	digest   string
+	logger   *slog.Logger
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	maxOut   int
+	timeout  time.Duration
+
+	idle  chan *instance  // free instances
+	slots chan struct{}   // one token per live instance, capacity pool_max
+	seq   atomic.Uint64   // instance ids
+	inUse atomic.Int64    // instances serving a call
+	live  sync.Map        // id -> *instance, for memory accounting and close
+
+	gate gate // counts in-flight calls; Close waits for them
+	stop chan struct{}
+}
+
+// LoadStats describes how a load went, for logs and benchmarks.
+type LoadStats struct {
+	Compile     time.Duration
+	Instantiate time.Duration // the first instance, including keel_init
+	Total       time.Duration
+}
+
+// Load compiles a plugin version and starts its pool with pool_min instances (at
+// least one, to prove the module initialises). On any error everything created so
+// far is released: a failed load leaves nothing behind.
+func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p *Plugin, stats LoadStats, err error) {
+	start := time.Now()
+	lim := m.Limits
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(e.cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(uint32(lim.MemoryMiB)*16))
+	defer func() {
+		if err != nil {
+			_ = rt.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return nil, stats, fmt.Errorf("plugin %s@%s: wasi: %w", m.Name, m.Version, err)
+	}
+	if err := instantiateHostModules(ctx, rt, e.funcs); err != nil {
+		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
+	}
+	compiled, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, stats, fmt.Errorf("plugin %s@%s: compile: %w", m.Name, m.Version, err)
+	}
+	stats.Compile = time.Since(start)
+	if err := checkModule(compiled); err != nil {
+		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
+	}
+	p = &Plugin{
+		engine:   e,
+		manifest: m,
+		digest:   Digest(wasm),
+		logger:   e.logger.With("plugin", m.Name, "version", m.Version),
+		rt:       rt,
+		compiled: compiled,
+		maxOut:   lim.MaxResponseBytes,
+		timeout:  lim.CallTimeout(),
+		idle:     make(chan *instance, lim.PoolMax),
+		slots:    make(chan struct{}, lim.PoolMax),
+		stop:     make(chan struct{}),
+	}
+	warm := max(lim.PoolMin, 1)
+	for i := 0; i < warm; i++ {
+		t0 := time.Now()
+		p.slots <- struct{}{}
+		in, err := p.newInstance(ctx)
+		if err != nil {
+			<-p.slots
+			p.closeInstances(ctx)
+			return nil, stats, err
+		}
+		if i == 0 {
+			stats.Instantiate = time.Since(t0)
+		}
+		p.idle <- in
+	}
+	p.publish()
+	stats.Total = time.Since(start)
+	p.logger.Info("plugin loaded", "digest", p.digest[:12], "compile", stats.Compile, "first_instance", stats.Instantiate, "pool_min", lim.PoolMin, "pool_max", lim.PoolMax)
+	return p, stats, nil
+}
+
+// checkModule refuses modules that do not speak ABI v1 before any instance runs.
+func checkModule(cm wazero.CompiledModule) error {
+	ex := cm.ExportedFunctions()
+	for _, name := range []string{"keel_abi_version", "keel_buffer", "_initialize"} {
+		if _, ok := ex[name]; !ok {
+			return fmt.Errorf("module does not export %s: build it with the Keel SDK as a reactor (-buildmode=c-shared)", name)
+		}
+	}
+	if _, ok := ex["_start"]; ok {
+		return errors.New("module is a command (exports _start); build it with -buildmode=c-shared")
+	}
+	for _, imp := range cm.ImportedFunctions() {
+		mod, _, _ := imp.Import()
+		if mod != "wasi_snapshot_preview1" && mod != envModule && !hasPrefix(mod, "keel:") {
+			return fmt.Errorf("module imports from unknown module %q", mod)
+		}
+	}
+	return nil
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// newInstance instantiates and initialises one instance. The caller holds a slot.
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	t0 := time.Now()
+	id := p.seq.Add(1)
+	out := &guestOutput{emit: func(line string) { p.logger.Info(line, "stream", "stdout", "instance", id) }}
+	errOut := &guestOutput{emit: func(line string) { p.logger.Warn(line, "stream", "stderr", "instance", id) }}
+	cfg := wazero.NewModuleConfig().
+		WithName(fmt.Sprintf("%s@%s#%d", p.manifest.Name, p.manifest.Version, id)).
+		WithStartFunctions("_initialize").
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithStdout(out).WithStderr(errOut)
+	ictx, cancel := context.WithTimeout(ctx, max(p.timeout, 5*time.Second))
+	defer cancel()
+	mod, err := p.rt.InstantiateModule(ictx, p.compiled, cfg)
+	if err != nil {
+		p.engine.metrics.Failure(p.manifest.Name, ReasonInit)
+		return nil, fmt.Errorf("plugin %s@%s: instantiate: %w", p.manifest.Name, p.manifest.Version, err)
+	}
+	in := &instance{id: id, mod: mod, mem: mod.Memory(), stack: make([]uint64, 1), stderr: errOut}
+	for i, name := range exportNames {
+		in.fns[i] = mod.ExportedFunction(name)
+	}
+	fail := func(err error) (*instance, error) {
+		_ = mod.Close(context.WithoutCancel(ctx))
+		p.engine.metrics.Failure(p.manifest.Name, ReasonInit)
+		return nil, fmt.Errorf("plugin %s@%s: %w", p.manifest.Name, p.manifest.Version, err)
+	}
+	if in.mem == nil {
+		return fail(errors.New("module has no memory"))
+	}
+	v, err := mod.ExportedFunction("keel_abi_version").Call(ictx)
+	if err != nil {
+		return fail(fmt.Errorf("keel_abi_version: %w", err))
+	}
+	if level := int(int32(v[0])); level < 1 || level > manifest.CurrentABI || level != p.manifest.ABI {
+		return fail(fmt.Errorf("module speaks ABI %d but the manifest declares %d (host supports 1..%d)", level, p.manifest.ABI, manifest.CurrentABI))
+	}
+	if err := in.reserve(ictx, initialBuffer); err != nil {
+		return fail(err)
+	}
+	if in.fns[exInit] != nil {
+		cc := wire.CallContext{Plugin: p.manifest.Name, Version: p.manifest.Version}
+		res, err := p.invokeOn(ictx, in, exInit, wire.AppendCallContextFields(nil, &cc), &cc)
+		if err != nil {
+			return fail(fmt.Errorf("keel_init: %w", err))
+		}
+		if res.Code != 0 {
+			return fail(fmt.Errorf("keel_init failed (%s): %s", wire.Code(res.Code), res.Message))
+		}
+	}
+	p.live.Store(id, in)
+	p.engine.metrics.Instantiated(p.manifest.Name, time.Since(t0))
+	return in, nil
+}
+
+// invokeOn runs a Result-returning export on a specific instance; used for keel_init.
+func (p *Plugin) invokeOn(ctx context.Context, in *instance, ex int, input []byte, cc *wire.CallContext) (*wire.Result, error) {
+	c := &Call{Plugin: p, Context: cc, Logger: p.logger, inst: in}
+	out, err := in.call(context.WithValue(ctx, callKey{}, c), ex, input, p.maxOut)
+	if err != nil {
+		return nil, err
+	}
+	var res wire.Result
+	if err := wire.DecodeResult(out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Manifest returns the plugin's manifest. Callers must not modify it.
+func (p *Plugin) Manifest() *manifest.Manifest { return p.manifest }
+
+// Digest returns the SHA-256 of the plugin's module.
+func (p *Plugin) Digest() string { return p.digest }
+
+// Name returns the plugin's name.
+func (p *Plugin) Name() string { return p.manifest.Name }
+
+// acquire borrows an instance, creating one if the pool has room, else waiting for one
+// to be released until ctx is done.
+func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
+	select {
+	case in := <-p.idle:
+		return in, nil
+	default:
+	}
+	for {
+		select {
+		case in := <-p.idle:
+			return in, nil
+		case p.slots <- struct{}{}:
+			in, err := p.newInstance(ctx)
+			if err != nil {
+				<-p.slots
+				return nil, err
+			}
+			p.publish()
+			return in, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-p.stop:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// release returns a healthy instance to the pool.
+func (p *Plugin) release(in *instance) {
+	// Memory only grows; account for growth during the call.
+	p.idle <- in
+}
+
+// discard closes a failed instance and frees its slot; the pool refills to pool_min in
+// the background so the next request does not pay for instantiation.
+func (p *Plugin) discard(in *instance) {
+	p.live.Delete(in.id)
+	in.close(context.Background())
+	<-p.slots
+	p.publish()
+	if len(p.slots) < p.manifest.Limits.PoolMin {
+		go p.refill()
+	}
+}
+
+func (p *Plugin) refill() {
+	select {
+	case <-p.stop:
+		return
+	case p.slots <- struct{}{}:
+	default:
+		return
+	}
+	if !p.gate.enter() {
+		<-p.slots
+		return
+	}
+	defer p.gate.leave()
+	in, err := p.newInstance(context.Background())
+	if err != nil {
+		<-p.slots
+		p.logger.Error("refilling the pool failed", "err", err)
+		return
+	}
+	p.idle <- in
+	p.publish()
+}
+
+// publish updates the pool gauges.
+func (p *Plugin) publish() {
+	var mem uint64
+	p.live.Range(func(_, v any) bool { mem += uint64(v.(*instance).mem.Size()); return true })
+	p.engine.metrics.Pool(p.manifest.Name, p.manifest.Version, len(p.slots), int(p.inUse.Load()), mem)
+}
+
+// Stats is a snapshot of the pool.
+type Stats struct {
+	Instances   int
+	InUse       int
+	MemoryBytes uint64
+}
+
+// Stats returns the pool's current size, in-use count and linear memory.
+func (p *Plugin) Stats() Stats {
+	var mem uint64
+	p.live.Range(func(_, v any) bool { mem += uint64(v.(*instance).mem.Size()); return true })
+	return Stats{Instances: len(p.slots), InUse: int(p.inUse.Load()), MemoryBytes: mem}
+}
+
+// Close stops accepting calls, waits for in-flight calls to finish (or ctx to end),
+// then closes every instance and the runtime.
+func (p *Plugin) Close(ctx context.Context) error {
+	if !p.gate.close() {
+		return nil
+	}
+	close(p.stop)
+	err := p.gate.wait(ctx)
+	p.closeInstances(ctx)
+	p.engine.metrics.ForgetPool(p.manifest.Name, p.manifest.Version)
+	if cerr := p.rt.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("plugin %s@%s: close: %w", p.manifest.Name, p.manifest.Version, err)
+	}
+	return nil
+}
+
+func (p *Plugin) closeInstances(ctx context.Context) {
+	for {
+		select {
+		case in := <-p.idle:
+			p.live.Delete(in.id)
+			in.close(context.WithoutCancel(ctx))
+		default:
+			return
+		}
+	}
+}
+
+// gate tracks in-flight calls so that Close can drain them.
+type gate struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	done   chan struct{}
+}
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.closed && g.n == 0 && g.done != nil {
+		close(g.done)
+		g.done = nil
+	}
+}
+
+// close marks the gate closed; it reports false if it already was.
+func (g *gate) close() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.closed = true
+	if g.n > 0 {
+		g.done = make(chan struct{})
+	}
+	return true
+}
+
+func (g *gate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	done := g.done
+	g.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("draining in-flight calls: %w", ctx.Err())
+	}
+}
