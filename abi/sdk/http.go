@@ -119,8 +119,13 @@ func Bytes(status int, contentType string, b []byte) *Response {
 }
 
 // Error returns an error response in the platform's shape:
-// {"error":{"code":"...","message":"..."}}. The host adds the request id.
+// {"error":{"code":"...","message":"...","request_id":"..."}}, with the request id of
+// the invocation being served.
 func Error(status int, code, message string) *Response {
-	b, _ := json.Marshal(map[string]map[string]string{"error": {"code": code, "message": message}})
+	e := map[string]string{"code": code, "message": message}
+	if current != nil && current.RequestID != "" {
+		e["request_id"] = current.RequestID
+	}
+	b, _ := json.Marshal(map[string]map[string]string{"error": e})
 	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: "application/json"}}, Body: b}
 }

@@ -1,0 +1,332 @@
+// Package gateway is the host's HTTP front door: request ids, JSON errors, health and
+// metrics endpoints, and the routing of /api/{plugin}/... into plugin generations.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/keelhq/keel/abi/wire"
+	"github.com/keelhq/keel/host/internal/health"
+	"github.com/keelhq/keel/host/internal/plugins"
+	"github.com/keelhq/keel/host/internal/runtime"
+	"github.com/keelhq/keel/host/internal/telemetry"
+)
+
+// Config configures a Gateway.
+type Config struct {
+	Plugins *plugins.Manager
+	Health  *health.Checker
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
+	// MaxBodyBytes bounds any request body, before the plugin's own limit applies.
+	MaxBodyBytes int
+	// AccessLog logs one line per request at Info level.
+	AccessLog bool
+	// Authenticate verifies credentials for non-public routes. When nil, such routes
+	// answer 401: the host fails closed rather than serving them unauthenticated.
+	Authenticate func(c *fiber.Ctx) (*Principal, error)
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Tenant      string
+	Subject     string
+	Permissions []string
+}
+
+// Gateway serves HTTP.
+type Gateway struct {
+	cfg  Config
+	app  *fiber.App
+	bufs sync.Pool
+}
+
+// New builds the gateway and its routes.
+func New(cfg Config) *Gateway {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	g := &Gateway{cfg: cfg}
+	g.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
+	g.app = fiber.New(fiber.Config{
+		BodyLimit:             cfg.MaxBodyBytes,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          60 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		DisableStartupMessage: true,
+		ErrorHandler:          g.errorHandler,
+		ReadBufferSize:        16 << 10,
+	})
+	g.app.Use(g.requestID)
+	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	g.app.Get("/readyz", g.readyz)
+	g.app.Get("/metrics", g.metrics)
+	g.app.Get("/plugins/:name/metrics", g.pluginMetrics)
+	g.app.All("/api/:plugin", g.api)
+	g.app.All("/api/:plugin/*", g.api)
+	return g
+}
+
+// App exposes the fiber app so that the admin API can mount its routes on it and
+// tests can call app.Test.
+func (g *Gateway) App() *fiber.App { return g.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error { return g.app.Listener(ln) }
+
+// Shutdown stops accepting connections and waits for in-flight requests to finish,
+// at most until ctx is done.
+func (g *Gateway) Shutdown(ctx context.Context) error { return g.app.ShutdownWithContext(ctx) }
+
+const headerRequestID = "X-Request-ID"
+
+// requestID accepts a sane X-Request-ID from the client or makes one, and echoes it.
+func (g *Gateway) requestID(c *fiber.Ctx) error {
+	id := c.Get(headerRequestID)
+	if !validRequestID(id) {
+		id = newRequestID()
+	} else {
+		id = strings.Clone(id)
+	}
+	c.Locals(ridKey{}, id)
+	c.Set(headerRequestID, id)
+	return c.Next()
+}
+
+type ridKey struct{}
+
+// RequestID returns the request id assigned to c.
+func RequestID(c *fiber.Ctx) string {
+	id, _ := c.Locals(ridKey{}).(string)
+	return id
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.' || b == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Error writes the platform's JSON error shape.
+func Error(c *fiber.Ctx, status int, code, message string) error {
+	return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": message, "request_id": RequestID(c)}})
+}
+
+func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code := strings.ToLower(strings.ReplaceAll(httpStatusText(fe.Code), " ", "_"))
+		return Error(c, fe.Code, code, fe.Message)
+	}
+	g.cfg.Logger.Error("unhandled error", "path", c.Path(), "request_id", RequestID(c), "err", err)
+	return Error(c, 500, "internal", "internal error")
+}
+
+func httpStatusText(code int) string {
+	switch code {
+	case 404:
+		return "not found"
+	case 405:
+		return "method not allowed"
+	case 413:
+		return "payload too large"
+	case 400:
+		return "bad request"
+	case 408:
+		return "request timeout"
+	case 431:
+		return "headers too large"
+	}
+	return "error " + strconv.Itoa(code)
+}
+
+func (g *Gateway) readyz(c *fiber.Ctx) error {
+	r := g.cfg.Health.Report(c.UserContext())
+	status := 200
+	if !r.Ready() {
+		status = 503
+	}
+	return c.Status(status).JSON(r)
+}
+
+// hopByHop headers are connection-level and never forwarded either way.
+var hopByHop = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-authenticate": true, "proxy-authorization": true,
+	"te": true, "trailer": true, "transfer-encoding": true, "upgrade": true,
+}
+
+// api routes one request into the active generation of its plugin.
+func (g *Gateway) api(c *fiber.Ctx) error {
+	start := time.Now()
+	name := c.Params("plugin")
+	gen := g.cfg.Plugins.Lookup(name)
+	if gen == nil {
+		return Error(c, 404, "plugin_not_found", "no active plugin named "+strconv.Quote(name))
+	}
+	name = gen.Plugin.Name() // a stable string, not a view into the request buffer
+	path := "/" + c.Params("*")
+	method := canonicalMethod(c.Method())
+	match, found, allowed := gen.Routes.Lookup(method, path)
+	if !found {
+		g.cfg.Metrics.HTTPRequest(name, "unmatched", method, strconv.Itoa(404), time.Since(start))
+		if len(allowed) > 0 {
+			c.Set("Allow", strings.Join(allowed, ", "))
+			return Error(c, 405, "method_not_allowed", method+" is not allowed on "+path)
+		}
+		return Error(c, 404, "route_not_found", "plugin "+name+" has no route "+method+" "+path)
+	}
+	route := match.Route.Path
+	inflight := g.cfg.Metrics.InFlight(name)
+	inflight.Inc()
+	defer inflight.Dec()
+	status, err := g.serve(c, gen, match.Route.Public, match.Route.Permission, route, path, match.Params)
+	if err != nil {
+		return err
+	}
+	dur := time.Since(start)
+	g.cfg.Metrics.HTTPRequest(name, route, method, strconv.Itoa(status), dur)
+	if g.cfg.AccessLog {
+		g.cfg.Logger.Info("request", "method", method, "path", c.Path(), "status", status, "plugin", name,
+			"route", route, "duration_ms", float64(dur.Microseconds())/1000, "request_id", RequestID(c))
+	}
+	return nil
+}
+
+func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, permission, route, path string, params []wire.KV) (int, error) {
+	req := wire.HTTPRequest{
+		Method: c.Method(), Path: path, Route: route, Params: params,
+		Query: string(c.Request().URI().QueryString()),
+		Body:  c.Body(),
+		Ctx:   wire.CallContext{RequestID: RequestID(c)},
+	}
+	if !public {
+		if g.cfg.Authenticate == nil {
+			return 401, Error(c, 401, "unauthenticated", "this route requires authentication and no token verifier is configured on this host")
+		}
+		p, err := g.cfg.Authenticate(c)
+		if err != nil || p == nil {
+			msg := "missing or invalid access token"
+			if err != nil {
+				msg = err.Error()
+			}
+			c.Set("WWW-Authenticate", `Bearer realm="keel"`)
+			return 401, Error(c, 401, "unauthenticated", msg)
+		}
+		if permission != "" && !hasPermission(p.Permissions, permission) {
+			return 403, Error(c, 403, "forbidden", "this route requires the permission "+strconv.Quote(permission))
+		}
+		req.Ctx.Tenant, req.Ctx.Subject, req.Ctx.Permissions = p.Tenant, p.Subject, p.Permissions
+	}
+	if lim := gen.Manifest().Limits.MaxRequestBytes; len(req.Body) > lim {
+		return 413, Error(c, 413, "payload_too_large", "request body of "+strconv.Itoa(len(req.Body))+" bytes exceeds this plugin's limit of "+strconv.Itoa(lim))
+	}
+	c.Request().Header.VisitAll(func(k, v []byte) {
+		lk := strings.ToLower(string(k))
+		if hopByHop[lk] || lk == "authorization" {
+			return
+		}
+		req.Headers = append(req.Headers, wire.KV{Name: lk, Value: string(v)})
+	})
+
+	bp := g.bufs.Get().(*[]byte)
+	defer g.bufs.Put(bp)
+	resp, err := gen.Plugin.HTTP(c.UserContext(), &req, *bp)
+	if errors.Is(err, runtime.ErrClosed) {
+		// The generation was swapped out between lookup and call: use the new one.
+		if next := g.cfg.Plugins.Lookup(gen.Plugin.Name()); next != nil && next != gen {
+			resp, err = next.Plugin.HTTP(c.UserContext(), &req, *bp)
+		}
+	}
+	if err != nil {
+		var ce *runtime.CallError
+		if errors.As(err, &ce) {
+			return ce.Status(), Error(c, ce.Status(), ce.Code(), pluginFailureMessage(ce))
+		}
+		if errors.Is(err, runtime.ErrClosed) {
+			return 503, Error(c, 503, "plugin_unavailable", "the plugin is being replaced; retry")
+		}
+		return 500, Error(c, 500, "internal", err.Error())
+	}
+	for _, h := range resp.Headers {
+		lk := strings.ToLower(h.Name)
+		if hopByHop[lk] || lk == "content-length" {
+			continue
+		}
+		c.Response().Header.Add(h.Name, h.Value)
+	}
+	c.Status(resp.Status)
+	c.Response().SetBodyRaw(resp.Body)
+	return resp.Status, nil
+}
+
+func pluginFailureMessage(ce *runtime.CallError) string {
+	switch ce.Reason {
+	case runtime.ReasonTimeout:
+		return "the plugin did not answer within its deadline"
+	case runtime.ReasonMemory:
+		return "the plugin ran out of memory"
+	case runtime.ReasonOversized:
+		return "the plugin's response exceeds its size limit"
+	case runtime.ReasonPoolExhausted:
+		return "the plugin is at capacity; retry later"
+	case runtime.ReasonCommit:
+		return "the plugin's work could not be committed"
+	default:
+		return "the plugin failed (" + ce.Reason + ")"
+	}
+}
+
+func hasPermission(ps []string, want string) bool {
+	for _, p := range ps {
+		if p == want {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalMethod returns a constant string for the method: fiber's strings may alias
+// the request buffer, and metric labels outlive the request.
+func canonicalMethod(m string) string {
+	switch m {
+	case "GET":
+		return "GET"
+	case "HEAD":
+		return "HEAD"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "PATCH":
+		return "PATCH"
+	case "DELETE":
+		return "DELETE"
+	case "OPTIONS":
+		return "OPTIONS"
+	}
+	return "OTHER"
+}
