@@ -36,8 +36,8 @@ type Config struct {
 
 type setting struct {
 	env, flag, def, help string
-	secret              bool
-	apply               func(c *Config, v string) error
+	secret               bool
+	apply                func(c *Config, v string) error
 }
 
 var settings = []setting{

@@ -24,17 +24,17 @@ func TestLookup(t *testing.T) {
 	tab := New(routes)
 	for _, tc := range []struct {
 		method, path, route string
-		params          []wire.KV
-		allowed         []string
+		params              []wire.KV
+		allowed             []string
 	}{
 		{"GET", "/customers", "/customers", nil, nil},
 		{"POST", "/customers", "/customers", nil, nil},
-		{"GET", "/customers/42", "/customers/:id", []wire.KV{{"id", "42"}}, nil},
+		{"GET", "/customers/42", "/customers/:id", []wire.KV{{Name: "id", Value: "42"}}, nil},
 		{"GET", "/customers/search", "/customers/search", nil, nil},
-		{"PUT", "/customers/search", "/customers/:id", []wire.KV{{"id", "search"}}, nil},
-		{"GET", "/customers/7/notes/9", "/customers/:id/notes/:note", []wire.KV{{"id", "7"}, {"note", "9"}}, nil},
-		{"GET", "/files/a/b/c.txt", "/files/*", []wire.KV{{"*", "a/b/c.txt"}}, nil},
-		{"GET", "/files", "/files/*", []wire.KV{{"*", ""}}, nil},
+		{"PUT", "/customers/search", "/customers/:id", []wire.KV{{Name: "id", Value: "search"}}, nil},
+		{"GET", "/customers/7/notes/9", "/customers/:id/notes/:note", []wire.KV{{Name: "id", Value: "7"}, {Name: "note", Value: "9"}}, nil},
+		{"GET", "/files/a/b/c.txt", "/files/*", []wire.KV{{Name: "*", Value: "a/b/c.txt"}}, nil},
+		{"GET", "/files", "/files/*", []wire.KV{{Name: "*", Value: ""}}, nil},
 		{"GET", "/", "/", nil, nil},
 		{"DELETE", "/customers/42", "", nil, []string{"GET", "PUT"}},
 		{"GET", "/nothing", "", nil, nil},

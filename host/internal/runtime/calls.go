@@ -117,7 +117,7 @@ func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
 			return fail(ReasonInit, err)
 		}
 	}
-	p.inUse.Add(1)
+	p.inUseGauge.Set(float64(p.inUse.Add(1)))
 	c := &Call{Plugin: p, Context: cc, Logger: p.logger.With("request_id", cc.RequestID), inst: in}
 	out, err := in.call(context.WithValue(ctx, callKey{}, c), ex, encode(cc), p.maxOut)
 	var success, panicked bool
@@ -127,7 +127,7 @@ func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
 			err = &malformedError{err}
 		}
 	}
-	p.inUse.Add(-1)
+	p.inUseGauge.Set(float64(p.inUse.Add(-1)))
 	if err != nil || panicked {
 		p.discard(in)
 	} else {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
@@ -29,11 +30,13 @@ type Plugin struct {
 	maxOut   int
 	timeout  time.Duration
 
-	idle  chan *instance  // free instances
-	slots chan struct{}   // one token per live instance, capacity pool_max
-	seq   atomic.Uint64   // instance ids
-	inUse atomic.Int64    // instances serving a call
-	live  sync.Map        // id -> *instance, for memory accounting and close
+	idle  chan *instance // free instances
+	slots chan struct{}  // one token per live instance, capacity pool_max
+	seq   atomic.Uint64  // instance ids
+	inUse atomic.Int64   // instances serving a call
+	live  sync.Map       // id -> *instance, for memory accounting and close
+
+	inUseGauge prometheus.Gauge
 
 	gate gate // counts in-flight calls; Close waits for them
 	stop chan struct{}
@@ -88,6 +91,7 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 		slots:    make(chan struct{}, lim.PoolMax),
 		stop:     make(chan struct{}),
 	}
+	p.inUseGauge = e.metrics.PoolInUseGauge(m.Name, m.Version)
 	warm := max(lim.PoolMin, 1)
 	for i := 0; i < warm; i++ {
 		t0 := time.Now()

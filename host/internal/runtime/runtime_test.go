@@ -99,7 +99,7 @@ func TestBadBehaviourFailsOnlyItsCall(t *testing.T) {
 			if r, err := get(bad, "/ok"); err != nil || string(r.Body) != "ok" {
 				t.Fatalf("misbehave /ok after %s: %v %v", tc.path, r, err)
 			}
-			r, err := good.HTTP(context.Background(), &wire.HTTPRequest{Method: "GET", Path: "/hello/ada", Route: "/hello/:name", Params: []wire.KV{{"name", "ada"}}}, nil)
+			r, err := good.HTTP(context.Background(), &wire.HTTPRequest{Method: "GET", Path: "/hello/ada", Route: "/hello/:name", Params: []wire.KV{{Name: "name", Value: "ada"}}}, nil)
 			if err != nil || r.Status != 200 || !bytes.Contains(r.Body, []byte(`"hello":"ada"`)) {
 				t.Fatalf("example after %s: %+v %v", tc.path, r, err)
 			}
@@ -187,7 +187,14 @@ func TestHealthExport(t *testing.T) {
 	if err := load(t, e, "plugins/example", nil).Health(context.Background()); err != nil {
 		t.Fatalf("example unhealthy: %v", err)
 	}
-	err := load(t, e, "host/testdata/guests/unhealthy", nil).Health(context.Background())
+	p := load(t, e, "host/testdata/guests/unhealthy", nil)
+	if err := p.Health(context.Background()); err != nil {
+		t.Fatalf("unhealthy guest should start healthy: %v", err)
+	}
+	if _, err := p.HTTP(context.Background(), &wire.HTTPRequest{Method: "POST", Path: "/sick", Route: "/sick"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Health(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "database connection lost") {
 		t.Fatalf("unhealthy plugin reported %v", err)
 	}

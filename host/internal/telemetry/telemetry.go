@@ -81,7 +81,9 @@ func (m *Metrics) HTTPRequest(plugin, route, method, code string, d time.Duratio
 }
 
 // InFlight returns the in-flight gauge of a plugin.
-func (m *Metrics) InFlight(plugin string) prometheus.Gauge { return m.httpInFlight.WithLabelValues(plugin) }
+func (m *Metrics) InFlight(plugin string) prometheus.Gauge {
+	return m.httpInFlight.WithLabelValues(plugin)
+}
 
 // CallDuration records one export call.
 func (m *Metrics) CallDuration(plugin, export string, d time.Duration) {
@@ -117,4 +119,10 @@ func (m *Metrics) PluginLog(plugin, level string) { m.pluginLogs.WithLabelValues
 // the dashboard.
 func (m *Metrics) FailureCounter(plugin, reason string) prometheus.Counter {
 	return m.failures.WithLabelValues(plugin, reason)
+}
+
+// PoolInUseGauge returns the in-use gauge of one generation, for updating on every
+// call without a label lookup.
+func (m *Metrics) PoolInUseGauge(plugin, version string) prometheus.Gauge {
+	return m.poolInUse.WithLabelValues(plugin, version)
 }
