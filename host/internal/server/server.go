@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
+
 	"github.com/keelhq/keel/host/internal/config"
 	"github.com/keelhq/keel/host/internal/gateway"
 	"github.com/keelhq/keel/host/internal/health"
@@ -57,6 +59,13 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	})
 	return &Server{cfg: cfg, logger: logger, metrics: m, engine: engine, plugins: mgr, health: chk, gateway: gw, served: make(chan error, 1)}, nil
 }
+
+// App returns the HTTP app, for mounting further routes (the admin API, benchmarks'
+// native baselines).
+func (s *Server) App() *fiber.App { return s.gateway.App() }
+
+// Engine returns the wasm engine.
+func (s *Server) Engine() *runtime.Engine { return s.engine }
 
 // Plugins returns the plugin manager.
 func (s *Server) Plugins() *plugins.Manager { return s.plugins }

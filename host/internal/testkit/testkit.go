@@ -34,18 +34,29 @@ var buildMu sync.Mutex
 // package's sources, so repeated test runs do not relink.
 func Build(t testing.TB, dir string) ([]byte, *manifest.Manifest) {
 	t.Helper()
+	wasm, m, err := BuildE(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm, m
+}
+
+// BuildE is Build for callers without a testing.TB, such as the benchmark runner.
+func BuildE(dir string) ([]byte, *manifest.Manifest, error) {
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	root := Root()
 	abs := filepath.Join(root, dir)
 	h := sha256.New()
 	for _, d := range []string{abs, filepath.Join(root, "abi", "sdk"), filepath.Join(root, "abi", "wire"), filepath.Join(root, "go.sum")} {
-		hashTree(t, h, d)
+		if err := hashTree(h, d); err != nil {
+			return nil, nil, err
+		}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))[:16]
 	cacheDir := filepath.Join(os.TempDir(), "keel-test-guests")
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	out := filepath.Join(cacheDir, strings.ReplaceAll(dir, string(filepath.Separator), "_")+"-"+sum+".wasm")
 	if _, err := os.Stat(out); err != nil {
@@ -54,29 +65,29 @@ func Build(t testing.TB, dir string) ([]byte, *manifest.Manifest) {
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("building guest %s: %v\n%s", dir, err, b)
+			return nil, nil, fmt.Errorf("building guest %s: %v\n%s", dir, err, b)
 		}
 		if err := os.Rename(tmp, out); err != nil {
-			t.Fatal(err)
+			return nil, nil, err
 		}
 	}
 	wasm, err := os.ReadFile(out)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	mf, err := os.Open(filepath.Join(abs, "manifest.json"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	defer mf.Close()
 	m, err := manifest.Decode(mf)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	return wasm, m
+	return wasm, m, nil
 }
 
-func hashTree(t testing.TB, h interface{ Write([]byte) (int, error) }, dir string) {
+func hashTree(h interface{ Write([]byte) (int, error) }, dir string) error {
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -88,17 +99,18 @@ func hashTree(t testing.TB, h interface{ Write([]byte) (int, error) }, dir strin
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	sort.Strings(files)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		fmt.Fprintf(h, "%s %d\n", f, len(b))
 		h.Write(b)
 	}
+	return nil
 }
 
 // CacheDir returns a compilation cache directory shared by all test runs on this
