@@ -30,8 +30,9 @@ type Manifest struct {
 	Version     string  `json:"version"`
 	ABI         int     `json:"abi"`
 	Description string  `json:"description,omitempty"`
-	Routes      []Route `json:"routes,omitempty"`
-	Limits      Limits  `json:"limits"`
+	Routes       []Route      `json:"routes,omitempty"`
+	Capabilities Capabilities `json:"capabilities"`
+	Limits       Limits       `json:"limits"`
 }
 
 // Route is one HTTP route below /api/{plugin}.
@@ -155,6 +156,7 @@ func (m *Manifest) Validate() error {
 			bad("%s: a public route cannot require a permission", where)
 		}
 	}
+	errs = append(errs, m.Capabilities.validate(m.Name)...)
 	errs = append(errs, m.Limits.validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("manifest %s@%s: %w", m.Name, m.Version, errors.Join(errs...))

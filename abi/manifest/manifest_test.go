@@ -45,6 +45,15 @@ func TestParseRejects(t *testing.T) {
 		{"pool order", `{"name":"ab","version":"1.0.0","abi":1,"limits":{"pool_min":5,"pool_max":2}}`, `limits.pool_min 5`},
 		{"trailing", `{"name":"ab","version":"1.0.0","abi":1,"limits":{}} {}`, `trailing data`},
 		{"not json", `name: ab`, `invalid character`},
+		{"bad topic", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"publish":[{"topic":"Bad Topic"}]},"limits":{}}`, `capabilities.publish[0].topic`},
+		{"dlq publish", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"publish":[{"topic":"x.dlq"}]},"limits":{}}`, `not ending in .dlq`},
+		{"unknown cap", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"files":true},"limits":{}}`, `unknown field "files"`},
+		{"bad host", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"http":{"hosts":["http://x"]}},"limits":{}}`, `capabilities.http.hosts[0]`},
+		{"self call", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"call":["ab"]},"limits":{}}`, `cannot call itself`},
+		{"metric type", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"metrics":[{"name":"x","type":"summary","help":"h"}]},"limits":{}}`, `want counter, gauge or histogram`},
+		{"metric label", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"metrics":[{"name":"x","type":"counter","help":"h","labels":["plugin"]}]},"limits":{}}`, `reserved`},
+		{"secret default", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"config":[{"key":"pw","secret":true,"default":"x"}]},"limits":{}}`, `cannot have a default`},
+		{"cache class", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"cache":{"classes":{"x":"forever"}}},"limits":{}}`, `capabilities.cache.classes`},
 		{"type", `{"name":"ab","version":"1.0.0","abi":"1","limits":{}}`, `cannot unmarshal`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,6 +62,26 @@ func TestParseRejects(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestCapabilitiesDefaults(t *testing.T) {
+	m, err := Parse([]byte(`{"name":"audit","version":"1.0.0","abi":1,"capabilities":{
+		"sql":true,"cache":{},"publish":[{"topic":"audit.alerts"}],"subscribe":[{"topic":"audit.events"}],
+		"http":{"hosts":["*.example.com","hooks.slack.com:443"]},"config":[{"key":"retention_days","default":"90"}],
+		"call":["configuration"],"metrics":[{"name":"records_total","type":"counter","help":"Records.","labels":["kind"]}]},"limits":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Capabilities
+	if c.Subscribe[0].Group != "audit" || c.Subscribe[0].MaxAttempts != 5 {
+		t.Fatalf("subscribe defaults: %+v", c.Subscribe[0])
+	}
+	if !c.Publishes("audit.alerts") || c.Publishes("audit.events") || !c.Calls("configuration") {
+		t.Fatal("capability lookups wrong")
+	}
+	if k, ok := c.ConfigKey("retention_days"); !ok || k.Default != "90" {
+		t.Fatal("config lookup wrong")
 	}
 }
 

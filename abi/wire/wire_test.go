@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 )
 
 func sampleRequest() *HTTPRequest {
@@ -138,5 +139,62 @@ func FuzzDecode(f *testing.F) {
 		for _, v, ok := r.Next(); ok; _, v, ok = r.Next() {
 			_, _, _ = Pair(v)
 		}
+	})
+}
+
+func TestSQLRoundTrip(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	req := &SQLRequest{SQL: "select $1", Params: []any{nil, true, int64(-5), 1.5, "s", []byte{0, 1}, ts}}
+	b, err := AppendSQLRequest(nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got SQLRequest
+	if err := DecodeSQLRequest(b, &got); err != nil || !reflect.DeepEqual(req, &got) {
+		t.Fatalf("%v\n%#v\n%#v", err, req, &got)
+	}
+	res := &SQLResult{Columns: []Column{{"a", "int8"}, {"b", "text"}}, Rows: [][]any{{int64(1), "x"}, {nil, "y"}}, RowsAffected: 2}
+	b, err = AppendSQLResult(nil, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r2 SQLResult
+	if err := DecodeSQLResult(b, &r2); err != nil || !reflect.DeepEqual(res, &r2) {
+		t.Fatalf("%v %#v", err, r2)
+	}
+	if _, err := AppendValue(nil, 1, struct{}{}); err == nil {
+		t.Fatal("unsupported type accepted")
+	}
+	bad := append(AppendString(nil, sqlText, "x"), AppendField(nil, sqlParam, []byte{ValInt, 1})...)
+	if err := DecodeSQLRequest(bad, &got); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short int accepted: %v", err)
+	}
+}
+
+func FuzzDecodeCapabilities(f *testing.F) {
+	b, _ := AppendSQLRequest(nil, &SQLRequest{SQL: "select 1", Params: []any{int64(1), "a"}})
+	f.Add(b)
+	b, _ = AppendSQLResult(nil, &SQLResult{Columns: []Column{{"a", "int8"}}, Rows: [][]any{{int64(1)}}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r SQLRequest
+		if DecodeSQLRequest(b, &r) == nil {
+			if _, err := AppendSQLRequest(nil, &r); err != nil {
+				t.Fatalf("decoded request does not re-encode: %v", err)
+			}
+		}
+		var res SQLResult
+		if DecodeSQLResult(b, &res) == nil {
+			for _, row := range res.Rows {
+				if len(row) != len(res.Columns) {
+					t.Fatal("ragged rows accepted")
+				}
+			}
+		}
+		if f, err := DecodeFields(b); err == nil {
+			_, _ = f.Int(1, 0)
+			_, _ = f.Float(2, 0)
+		}
+		_, _ = DecodeValue(b)
 	})
 }

@@ -1,0 +1,298 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Value types of the SQL encoding: each value is one type byte followed by its data.
+const (
+	ValNull   = 0 // no data
+	ValBool   = 1 // 1 byte
+	ValInt    = 2 // 8 bytes little-endian two's complement
+	ValFloat  = 3 // 8 bytes IEEE-754
+	ValString = 4 // UTF-8 bytes
+	ValBytes  = 5 // raw bytes
+	ValTime   = 6 // 8 bytes: Unix nanoseconds, UTC
+)
+
+// AppendValue appends v as a field with the given tag. v must be nil, bool, int64,
+// int, float64, string, []byte or time.Time.
+func AppendValue(dst []byte, tag byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return AppendField(dst, tag, []byte{ValNull}), nil
+	case bool:
+		b := byte(0)
+		if x {
+			b = 1
+		}
+		return AppendField(dst, tag, []byte{ValBool, b}), nil
+	case int64:
+		return appendTyped8(dst, tag, ValInt, uint64(x)), nil
+	case int:
+		return appendTyped8(dst, tag, ValInt, uint64(int64(x))), nil
+	case int32:
+		return appendTyped8(dst, tag, ValInt, uint64(int64(x))), nil
+	case float64:
+		return appendTyped8(dst, tag, ValFloat, math.Float64bits(x)), nil
+	case string:
+		dst = append(dst, tag, 0, 0, 0, 0)
+		binary.LittleEndian.PutUint32(dst[len(dst)-4:], uint32(1+len(x)))
+		return append(append(dst, ValString), x...), nil
+	case []byte:
+		dst = append(dst, tag, 0, 0, 0, 0)
+		binary.LittleEndian.PutUint32(dst[len(dst)-4:], uint32(1+len(x)))
+		return append(append(dst, ValBytes), x...), nil
+	case time.Time:
+		return appendTyped8(dst, tag, ValTime, uint64(x.UnixNano())), nil
+	default:
+		return dst, fmt.Errorf("wire: unsupported value type %T", v)
+	}
+}
+
+func appendTyped8(dst []byte, tag, typ byte, u uint64) []byte {
+	dst = append(dst, tag, 9, 0, 0, 0, typ)
+	return binary.LittleEndian.AppendUint64(dst, u)
+}
+
+// DecodeValue decodes a value field. Strings and bytes are copied.
+func DecodeValue(b []byte) (any, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty value", ErrMalformed)
+	}
+	data := b[1:]
+	fixed := func() (uint64, error) {
+		if len(data) != 8 {
+			return 0, fmt.Errorf("%w: value type %d needs 8 bytes, has %d", ErrMalformed, b[0], len(data))
+		}
+		return binary.LittleEndian.Uint64(data), nil
+	}
+	switch b[0] {
+	case ValNull:
+		if len(data) != 0 {
+			return nil, fmt.Errorf("%w: null with data", ErrMalformed)
+		}
+		return nil, nil
+	case ValBool:
+		if len(data) != 1 || data[0] > 1 {
+			return nil, fmt.Errorf("%w: bad bool value", ErrMalformed)
+		}
+		return data[0] == 1, nil
+	case ValInt:
+		u, err := fixed()
+		return int64(u), err
+	case ValFloat:
+		u, err := fixed()
+		return math.Float64frombits(u), err
+	case ValString:
+		return string(data), nil
+	case ValBytes:
+		return append([]byte{}, data...), nil
+	case ValTime:
+		u, err := fixed()
+		return time.Unix(0, int64(u)).UTC(), err
+	default:
+		return nil, fmt.Errorf("%w: unknown value type %d", ErrMalformed, b[0])
+	}
+}
+
+// SQLRequest is the input of keel:sql/v1.query and exec.
+type SQLRequest struct {
+	SQL    string
+	Params []any
+}
+
+// Field tags of SQLRequest.
+const (
+	sqlText  = 1
+	sqlParam = 2
+)
+
+// MaxSQLParams bounds the parameters of one statement (PostgreSQL's own limit).
+const MaxSQLParams = 65535
+
+// AppendSQLRequest appends the encoding of r.
+func AppendSQLRequest(dst []byte, r *SQLRequest) ([]byte, error) {
+	dst = AppendString(dst, sqlText, r.SQL)
+	var err error
+	for _, p := range r.Params {
+		if dst, err = AppendValue(dst, sqlParam, p); err != nil {
+			return dst, err
+		}
+	}
+	return dst, nil
+}
+
+// DecodeSQLRequest decodes a query or exec input.
+func DecodeSQLRequest(b []byte, r *SQLRequest) error {
+	*r = SQLRequest{}
+	rd := NewReader(b)
+	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
+		switch tag {
+		case sqlText:
+			r.SQL = string(v)
+		case sqlParam:
+			if len(r.Params) >= MaxSQLParams {
+				rd.Fail(fmt.Errorf("%w: more than %d parameters", ErrMalformed, MaxSQLParams))
+				break
+			}
+			val, err := DecodeValue(v)
+			rd.Fail(err)
+			r.Params = append(r.Params, val)
+		}
+	}
+	if rd.Err() == nil && r.SQL == "" {
+		rd.Fail(fmt.Errorf("%w: empty statement", ErrMalformed))
+	}
+	return wrap("sql request", rd.Err())
+}
+
+// Column describes one result column.
+type Column struct {
+	Name string
+	Type string // the PostgreSQL type name, e.g. "int8", "text", "timestamptz"
+}
+
+// SQLResult is the output of keel:sql/v1.query (and of exec, with only RowsAffected).
+type SQLResult struct {
+	Columns      []Column
+	Rows         [][]any
+	RowsAffected int64
+}
+
+// Field tags of SQLResult and its nested messages.
+const (
+	resColumn   = 1 // nested: 1 name, 2 type
+	resRow      = 2 // nested: one value field (tag 1) per column
+	resAffected = 3
+	colName     = 1
+	colType     = 2
+	rowValue    = 1
+)
+
+// AppendSQLResult appends the encoding of r.
+func AppendSQLResult(dst []byte, r *SQLResult) ([]byte, error) {
+	for _, c := range r.Columns {
+		var mark int
+		dst, mark = BeginNested(dst, resColumn)
+		dst = AppendString(dst, colName, c.Name)
+		dst = AppendString(dst, colType, c.Type)
+		dst = EndNested(dst, mark)
+	}
+	var err error
+	for _, row := range r.Rows {
+		var mark int
+		dst, mark = BeginNested(dst, resRow)
+		for _, v := range row {
+			if dst, err = AppendValue(dst, rowValue, v); err != nil {
+				return dst, err
+			}
+		}
+		dst = EndNested(dst, mark)
+	}
+	return AppendInt(dst, resAffected, r.RowsAffected), nil
+}
+
+// DecodeSQLResult decodes a query result. Every row must have one value per column.
+func DecodeSQLResult(b []byte, r *SQLResult) error {
+	*r = SQLResult{}
+	rd := NewReader(b)
+	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
+		switch tag {
+		case resColumn:
+			var c Column
+			cr := NewReader(v)
+			for t, cv, ok := cr.Next(); ok; t, cv, ok = cr.Next() {
+				switch t {
+				case colName:
+					c.Name = string(cv)
+				case colType:
+					c.Type = string(cv)
+				}
+			}
+			rd.Fail(cr.Err())
+			r.Columns = append(r.Columns, c)
+		case resRow:
+			row := make([]any, 0, len(r.Columns))
+			vr := NewReader(v)
+			for t, vv, ok := vr.Next(); ok; t, vv, ok = vr.Next() {
+				if t == rowValue {
+					val, err := DecodeValue(vv)
+					vr.Fail(err)
+					row = append(row, val)
+				}
+			}
+			rd.Fail(vr.Err())
+			if rd.Err() == nil && len(row) != len(r.Columns) {
+				rd.Fail(fmt.Errorf("%w: row has %d values for %d columns", ErrMalformed, len(row), len(r.Columns)))
+			}
+			r.Rows = append(r.Rows, row)
+		case resAffected:
+			n, err := Int(v)
+			rd.Fail(err)
+			r.RowsAffected = n
+		}
+	}
+	return wrap("sql result", rd.Err())
+}
+
+// Fields holds a small flat message decoded by tag: the inputs and outputs of the
+// cache, config, events, metrics, http and plugin imports. ABI.md lists each one's
+// tags. Repeated tags keep every value in order.
+type Fields struct {
+	vals [16][][]byte
+}
+
+// DecodeFields decodes a flat message whose tags are below 16; higher tags are
+// skipped as unknown.
+func DecodeFields(b []byte) (*Fields, error) {
+	f := &Fields{}
+	rd := NewReader(b)
+	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
+		if int(tag) < len(f.vals) {
+			f.vals[tag] = append(f.vals[tag], v)
+		}
+	}
+	return f, wrap("message", rd.Err())
+}
+
+// Has reports whether the tag is present.
+func (f *Fields) Has(tag byte) bool { return int(tag) < len(f.vals) && len(f.vals[tag]) > 0 }
+
+// Bytes returns the first value of tag (nil if absent). It aliases the input.
+func (f *Fields) Bytes(tag byte) []byte {
+	if !f.Has(tag) {
+		return nil
+	}
+	return f.vals[tag][0]
+}
+
+// String returns the first value of tag as a string.
+func (f *Fields) String(tag byte) string { return string(f.Bytes(tag)) }
+
+// All returns every value of tag.
+func (f *Fields) All(tag byte) [][]byte {
+	if int(tag) >= len(f.vals) {
+		return nil
+	}
+	return f.vals[tag]
+}
+
+// Int returns the integer value of tag, def if absent.
+func (f *Fields) Int(tag byte, def int64) (int64, error) {
+	if !f.Has(tag) {
+		return def, nil
+	}
+	return Int(f.Bytes(tag))
+}
+
+// Float returns the float value of tag, def if absent.
+func (f *Fields) Float(tag byte, def float64) (float64, error) {
+	if !f.Has(tag) {
+		return def, nil
+	}
+	return Float(f.Bytes(tag))
+}
