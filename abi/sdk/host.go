@@ -8,12 +8,28 @@ type hostFn int
 
 const (
 	fnLogWrite hostFn = iota
+	fnCacheGet
+	fnCacheSet
+	fnCacheDelete
+	fnCacheIncr
+	fnConfigGet
+	fnMetricsRecord
+	fnHTTPFetch
+	fnPluginCall
 	numHostFns
 )
 
 // importNames are the imports' "module.name", used in error messages.
 var importNames = [numHostFns]string{
-	fnLogWrite: "keel:log/v1.write",
+	fnLogWrite:      "keel:log/v1.write",
+	fnCacheGet:      "keel:cache/v1.get",
+	fnCacheSet:      "keel:cache/v1.set",
+	fnCacheDelete:   "keel:cache/v1.delete",
+	fnCacheIncr:     "keel:cache/v1.incr",
+	fnConfigGet:     "keel:config/v1.get",
+	fnMetricsRecord: "keel:metrics/v1.record",
+	fnHTTPFetch:     "keel:http/v1.fetch",
+	fnPluginCall:    "keel:plugin/v1.call",
 }
 
 // resultError converts a failed import's payload into a *HostError.

@@ -66,6 +66,30 @@ func hostTake(ptr unsafe.Pointer, n uint32) uint32
 //go:wasmimport keel:log/v1 write
 func hostLogWrite(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
 
+//go:wasmimport keel:cache/v1 get
+func hostCacheGet(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:cache/v1 set
+func hostCacheSet(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:cache/v1 delete
+func hostCacheDelete(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:cache/v1 incr
+func hostCacheIncr(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:config/v1 get
+func hostConfigGet(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:metrics/v1 record
+func hostMetricsRecord(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:http/v1 fetch
+func hostHTTPFetch(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:plugin/v1 call
+func hostPluginCall(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
 // callHost calls one import with the uniform ABI v1 signature
 // (in_ptr, in_len, out_ptr, out_cap) -> (code << 32 | out_len) and returns its output.
 // The returned slice is only valid until the next callHost.
@@ -76,6 +100,22 @@ func callHost(fn hostFn, in []byte) ([]byte, error) {
 	switch fn {
 	case fnLogWrite:
 		r = hostLogWrite(ip, il, op, oc)
+	case fnCacheGet:
+		r = hostCacheGet(ip, il, op, oc)
+	case fnCacheSet:
+		r = hostCacheSet(ip, il, op, oc)
+	case fnCacheDelete:
+		r = hostCacheDelete(ip, il, op, oc)
+	case fnCacheIncr:
+		r = hostCacheIncr(ip, il, op, oc)
+	case fnConfigGet:
+		r = hostConfigGet(ip, il, op, oc)
+	case fnMetricsRecord:
+		r = hostMetricsRecord(ip, il, op, oc)
+	case fnHTTPFetch:
+		r = hostHTTPFetch(ip, il, op, oc)
+	case fnPluginCall:
+		r = hostPluginCall(ip, il, op, oc)
 	default:
 		return nil, &HostError{Code: 9, Op: "keel", Message: "unknown host function"}
 	}

@@ -58,13 +58,13 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	slog.SetDefault(logger)
-	srv, err := server.New(cfg, logger)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		logger.Error("start-up failed", "err", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	if err := srv.Start(ctx); err != nil {
 		logger.Error("start-up failed", "err", err)
 		return 1

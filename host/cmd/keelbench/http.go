@@ -31,7 +31,7 @@ func benchHTTP(ctx context.Context, logger *slog.Logger, dur time.Duration, conn
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, logger)
+	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/abi/wire"
 	"github.com/keelhq/keel/host/internal/router"
 	"github.com/keelhq/keel/host/internal/runtime"
 )
@@ -50,15 +51,29 @@ type Manager struct {
 	mu    sync.RWMutex
 	slots map[string]*slot
 
+	hooks Hooks
+
 	drains sync.WaitGroup
 	// DrainTimeout bounds how long an old generation may take to finish its in-flight
 	// calls after a swap.
 	drainTimeout time.Duration
 }
 
+// Hooks let the host prepare capabilities for a version before it takes traffic and
+// release them after it is retired.
+type Hooks struct {
+	// Prepare runs before the new generation is loaded; an error aborts the activation
+	// and the previous generation keeps serving.
+	Prepare func(ctx context.Context, m *manifest.Manifest) error
+	// Activated runs after the switch.
+	Activated func(g *Generation)
+	// Retired runs after an old generation has drained and closed.
+	Retired func(m *manifest.Manifest)
+}
+
 // NewManager creates an empty manager.
-func NewManager(engine *runtime.Engine, logger *slog.Logger) *Manager {
-	return &Manager{engine: engine, logger: logger, slots: map[string]*slot{}, drainTimeout: time.Minute}
+func NewManager(engine *runtime.Engine, logger *slog.Logger, hooks Hooks) *Manager {
+	return &Manager{engine: engine, logger: logger, slots: map[string]*slot{}, drainTimeout: time.Minute, hooks: hooks}
 }
 
 // Lookup returns the active generation of a plugin, or nil.
@@ -105,6 +120,11 @@ func (m *Manager) Activate(ctx context.Context, man *manifest.Manifest, wasm []b
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
+	if m.hooks.Prepare != nil {
+		if err := m.hooks.Prepare(ctx, man); err != nil {
+			return nil, fmt.Errorf("plugin %s@%s: %w", man.Name, man.Version, err)
+		}
+	}
 	p, stats, err := m.engine.Load(ctx, man, wasm)
 	if err != nil {
 		return nil, err
@@ -120,6 +140,9 @@ func (m *Manager) Activate(ctx context.Context, man *manifest.Manifest, wasm []b
 	old := s.active.Swap(g)
 	if old != nil {
 		m.retire(old)
+	}
+	if m.hooks.Activated != nil {
+		m.hooks.Activated(g)
 	}
 	m.logger.Info("plugin activated", "plugin", man.Name, "version", man.Version, "source", source,
 		"previous", versionOf(old), "load_ms", stats.Total.Milliseconds())
@@ -152,6 +175,9 @@ func (m *Manager) retire(g *Generation) {
 		defer cancel()
 		if err := g.Plugin.Close(ctx); err != nil {
 			m.logger.Error("closing a retired generation", "plugin", g.Plugin.Name(), "version", g.Manifest().Version, "err", err)
+		}
+		if m.hooks.Retired != nil {
+			m.hooks.Retired(g.Manifest())
 		}
 	}()
 }
@@ -247,3 +273,24 @@ func ReadDir(dir string) (*manifest.Manifest, []byte, error) {
 	}
 	return man, wasm, nil
 }
+
+// Route resolves a route of an active plugin, for calls between plugins.
+func (m *Manager) Route(plugin, method, path string) (*runtime.Plugin, *manifest.Route, []wire.KV, error) {
+	g := m.Lookup(plugin)
+	if g == nil {
+		return nil, nil, nil, fmt.Errorf("%w: no active plugin %q", ErrNoRoute, plugin)
+	}
+	match, found, _ := g.Routes.Lookup(method, path)
+	if !found {
+		return nil, nil, nil, fmt.Errorf("%w: plugin %s has no route %s %s", ErrNoRoute, plugin, method, path)
+	}
+	return g.Plugin, match.Route, match.Params, nil
+}
+
+// ErrNoRoute reports a plugin or route that does not exist.
+var ErrNoRoute = noRoute{}
+
+type noRoute struct{}
+
+func (noRoute) Error() string  { return "no such plugin route" }
+func (noRoute) NotFound() bool { return true }

@@ -58,7 +58,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	funcs := append(builtinFuncs(), cfg.HostFuncs...)
+	funcs := withUnavailable(append(builtinFuncs(), cfg.HostFuncs...))
 	seen := map[string]bool{}
 	for _, f := range funcs {
 		k := f.Module + "." + f.Name

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -37,6 +38,30 @@ type Call struct {
 	inst     *instance
 	pending  []byte
 	finishes []Finisher
+	values   []callValue
+}
+
+type callValue struct{ key, val any }
+
+// Value returns what a host function attached to this call under key, or nil.
+func (c *Call) Value(key any) any {
+	for _, v := range c.values {
+		if v.key == key {
+			return v.val
+		}
+	}
+	return nil
+}
+
+// SetValue attaches val to this call under key (a unit of work, a buffer of events).
+func (c *Call) SetValue(key, val any) {
+	for i := range c.values {
+		if c.values[i].key == key {
+			c.values[i].val = val
+			return
+		}
+	}
+	c.values = append(c.values, callValue{key, val})
 }
 
 // Finisher runs after the export returns. success reports whether the guest's result
@@ -155,6 +180,53 @@ func take(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	c.pending = nil
 	stack[0] = 0
+}
+
+// abiImports lists every capability import of ABI v1 with the uniform signature. A
+// host that has no backend for one (no database configured, say) still offers it, so
+// that plugins instantiate; calls then fail with "unavailable".
+var abiImports = []string{
+	"keel:log/v1.write",
+	"keel:cache/v1.get", "keel:cache/v1.set", "keel:cache/v1.delete", "keel:cache/v1.incr",
+	"keel:config/v1.get",
+	"keel:metrics/v1.record",
+	"keel:http/v1.fetch",
+	"keel:plugin/v1.call",
+	"keel:sql/v1.query", "keel:sql/v1.exec",
+	"keel:events/v1.publish",
+}
+
+// withUnavailable appends an "unavailable" implementation for every ABI import that
+// funcs does not implement.
+func withUnavailable(funcs []HostFunc) []HostFunc {
+	have := map[string]bool{}
+	for _, f := range funcs {
+		have[f.Module+"."+f.Name] = true
+	}
+	for _, imp := range abiImports {
+		if have[imp] {
+			continue
+		}
+		i := strings.LastIndexByte(imp, '.')
+		mod, name := imp[:i], imp[i+1:]
+		funcs = append(funcs, HostFunc{Module: mod, Name: name, Fn: func(context.Context, *Call, []byte) ([]byte, error) {
+			return nil, Errorf(wire.CodeUnavailable, "%s is not configured on this host", imp)
+		}})
+	}
+	return funcs
+}
+
+// knownImport reports whether module.name is offered to plugins.
+func knownImport(module, name string) bool {
+	if module == envModule && name == "take" {
+		return true
+	}
+	for _, imp := range abiImports {
+		if imp == module+"."+name {
+			return true
+		}
+	}
+	return false
 }
 
 func builtinFuncs() []HostFunc {

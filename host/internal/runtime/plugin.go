@@ -125,8 +125,14 @@ func checkModule(cm wazero.CompiledModule) error {
 		return errors.New("module is a command (exports _start); build it with -buildmode=c-shared")
 	}
 	for _, imp := range cm.ImportedFunctions() {
-		mod, _, _ := imp.Import()
-		if mod != "wasi_snapshot_preview1" && mod != envModule && !hasPrefix(mod, "keel:") {
+		mod, name, _ := imp.Import()
+		switch {
+		case mod == "wasi_snapshot_preview1":
+		case hasPrefix(mod, "keel:"):
+			if !knownImport(mod, name) {
+				return fmt.Errorf("module imports %s.%s, which this host does not provide (does it need a newer ABI?)", mod, name)
+			}
+		default:
 			return fmt.Errorf("module imports from unknown module %q", mod)
 		}
 	}

@@ -13,6 +13,11 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/bridges/cache"
+	"github.com/keelhq/keel/bridges/httpout"
+	"github.com/keelhq/keel/bridges/redis"
+	"github.com/keelhq/keel/host/internal/capabilities"
 	"github.com/keelhq/keel/host/internal/config"
 	"github.com/keelhq/keel/host/internal/gateway"
 	"github.com/keelhq/keel/host/internal/health"
@@ -32,20 +37,81 @@ type Server struct {
 	gateway *gateway.Gateway
 	ln      net.Listener
 	served  chan error
+
+	config   *capabilities.Config
+	pmetrics *capabilities.Metrics
+	http     *capabilities.HTTP
+	closers  []func() error
 }
 
-// New builds a server from cfg. Nothing listens until Start.
-func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
+// New builds a server from cfg and connects to its dependencies. Nothing listens
+// until Start.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	m := telemetry.New()
+	s := &Server{cfg: cfg, logger: logger, metrics: m, served: make(chan error, 1)}
+	deps := map[string]health.Check{}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeDeps()
+		}
+	}()
+
+	// Cache: Redis when configured, else in-process; behind a circuit breaker either way
+	// so that a cache outage degrades to misses.
+	var store cache.Store
+	if cfg.RedisURL != "" {
+		rc, err := redis.Open(ctx, cfg.RedisURL, redis.Options{SkipPing: true})
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		rs := cache.Resilient(rc, logger, cache.ResilientOptions{Name: "redis"})
+		s.closers = append(s.closers, rs.Close)
+		store = rs
+		deps["redis"] = func(ctx context.Context) error {
+			err := rs.Ping(ctx)
+			if st := rs.Status(); st.Degraded() || err != nil {
+				msg := st.LastError
+				if err != nil {
+					msg = err.Error()
+				}
+				return health.Degraded{Err: fmt.Errorf("cache degraded to misses: %s", msg)}
+			}
+			return nil
+		}
+	} else {
+		mem := cache.NewMemory(cache.MemoryOptions{})
+		s.closers = append(s.closers, mem.Close)
+		store = mem
+	}
+	cacheCap, err := capabilities.NewCache(store, m.Registry())
+	if err != nil {
+		return nil, err
+	}
+	s.config = capabilities.NewConfig(filepath.Join(cfg.DataDir, "config"))
+	s.pmetrics = capabilities.NewMetrics(m.Registry())
+	s.http = capabilities.NewHTTP(httpout.Options{Logger: logger})
+	calls := capabilities.NewCalls()
+	var funcs []runtime.HostFunc
+	for _, f := range [][]runtime.HostFunc{cacheCap.Funcs(), s.config.Funcs(), s.pmetrics.Funcs(), s.http.Funcs(), calls.Funcs()} {
+		funcs = append(funcs, f...)
+	}
+
 	engine, err := runtime.NewEngine(runtime.Config{
-		CacheDir: filepath.Join(cfg.DataDir, "compile-cache"),
-		Logger:   logger,
-		Metrics:  m,
+		CacheDir:  filepath.Join(cfg.DataDir, "compile-cache"),
+		Logger:    logger,
+		Metrics:   m,
+		HostFuncs: funcs,
 	})
 	if err != nil {
 		return nil, err
 	}
-	mgr := plugins.NewManager(engine, logger)
+	s.engine = engine
+	mgr := plugins.NewManager(engine, logger, plugins.Hooks{
+		Prepare: s.prepare,
+		Retired: func(man *manifest.Manifest) { s.http.Forget(man.Name, man.Version) },
+	})
+	calls.SetRouter(mgr)
 	chk := health.New(func() []health.PluginCheck {
 		var out []health.PluginCheck
 		for _, g := range mgr.List() {
@@ -53,11 +119,33 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 		}
 		return out
 	})
+	for name, check := range deps {
+		chk.AddDependency(name, check)
+	}
 	gw := gateway.New(gateway.Config{
 		Plugins: mgr, Health: chk, Metrics: m, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AccessLog: cfg.AccessLog,
 	})
-	return &Server{cfg: cfg, logger: logger, metrics: m, engine: engine, plugins: mgr, health: chk, gateway: gw, served: make(chan error, 1)}, nil
+	s.plugins, s.health, s.gateway = mgr, chk, gw
+	ok = true
+	return s, nil
+}
+
+// prepare readies the capabilities a plugin version declares before it is loaded.
+func (s *Server) prepare(ctx context.Context, m *manifest.Manifest) error {
+	if err := s.config.Check(m); err != nil {
+		return err
+	}
+	return s.pmetrics.Register(m)
+}
+
+func (s *Server) closeDeps() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil {
+			s.logger.Warn("closing a dependency", "err", err)
+		}
+	}
+	s.closers = nil
 }
 
 // App returns the HTTP app, for mounting further routes (the admin API, benchmarks'
@@ -113,6 +201,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.engine.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("engine: %w", err))
 	}
+	s.closeDeps()
 	if s.ln != nil {
 		if err := <-s.served; err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("serve: %w", err))

@@ -23,7 +23,7 @@ func start(t *testing.T, dirs ...string) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	s, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
