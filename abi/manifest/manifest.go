@@ -26,10 +26,10 @@ const MaxSize = 256 << 10
 
 // Manifest describes one plugin version.
 type Manifest struct {
-	Name        string  `json:"name"`
-	Version     string  `json:"version"`
-	ABI         int     `json:"abi"`
-	Description string  `json:"description,omitempty"`
+	Name         string       `json:"name"`
+	Version      string       `json:"version"`
+	ABI          int          `json:"abi"`
+	Description  string       `json:"description,omitempty"`
 	Routes       []Route      `json:"routes,omitempty"`
 	Capabilities Capabilities `json:"capabilities"`
 	Limits       Limits       `json:"limits"`
