@@ -18,8 +18,13 @@ import (
 
 func start(t *testing.T, dirs ...string) (*Server, string) {
 	t.Helper()
-	cfg, err := config.Load(nil, []string{"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
-		"--plugins-dir", testkit.PluginsDir(t, dirs...), "--access-log=false"})
+	return startIn(t, testkit.PluginsDir(t, dirs...))
+}
+
+func startIn(t *testing.T, pluginsDir string, args ...string) (*Server, string) {
+	t.Helper()
+	cfg, err := config.Load(nil, append([]string{"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--plugins-dir", pluginsDir, "--access-log=false"}, args...))
 	if err != nil {
 		t.Fatal(err)
 	}
