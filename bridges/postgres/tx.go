@@ -1,0 +1,310 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelhq/keel/bridges/postgres/internal/sqlguard"
+)
+
+// ErrTxDone reports use of a Tx after Commit or Rollback.
+var ErrTxDone = errors.New("transaction already committed or rolled back")
+
+// ErrTxAborted reports a Commit of a transaction in which a statement failed; PostgreSQL has already
+// discarded its work, so it is rolled back.
+var ErrTxAborted = errors.New("transaction aborted by an earlier error; rolled back")
+
+// ErrResultTooLarge reports a Query whose result exceeds the plugin's row or byte limit.
+var ErrResultTooLarge = errors.New("query result too large")
+
+// maxTenantLen bounds tenant ids, which arrive from request headers and tokens.
+const maxTenantLen = 200
+
+// rollbackTimeout bounds the ROLLBACK sent when the caller's context is already done; past it the
+// connection is closed instead, which ends the transaction just as surely.
+const rollbackTimeout = 5 * time.Second
+
+// setupSQL switches a fresh transaction to the plugin. set_config(..., true) is SET LOCAL: every value
+// reverts at COMMIT or ROLLBACK, so nothing reaches the next user of the pooled connection.
+// set_config('role', ...) is the function form of SET LOCAL ROLE.
+const setupSQL = `SELECT set_config('role', $1, true), set_config('search_path', $2, true), ` +
+	`set_config('app.tenant_id', $3, true), set_config('app.plugin', $4, true), set_config('statement_timeout', $5, true)`
+
+var textOIDs5 = []uint32{oidText, oidText, oidText, oidText, oidText}
+
+// Tx is one plugin invocation's unit of work: a transaction on one pooled connection, running as the
+// plugin's role, in its schema, for one tenant. Statements are checked by the SQL guard before they are
+// sent. A Tx is not safe for concurrent use (a plugin instance is single-threaded); it must end with
+// Commit or Rollback, after which its connection is back in the pool.
+type Tx struct {
+	p      PluginDB
+	tenant string
+	conn   *pgxpool.Conn // nil once the transaction has ended
+}
+
+// Begin starts a transaction for tenant. BEGIN and the switch to the plugin's role, search_path,
+// tenant, plugin name and statement timeout travel in one pipelined round trip.
+func (p PluginDB) Begin(ctx context.Context, tenant string) (*Tx, error) {
+	if p.db == nil {
+		return nil, errors.New("postgres: PluginDB not initialised; use EnsurePlugin")
+	}
+	if err := p.limits.validate(); err != nil {
+		return nil, fmt.Errorf("postgres: plugin %q: %w", p.names.name, err)
+	}
+	if tenant == "" || len(tenant) > maxTenantLen || !utf8.ValidString(tenant) || strings.IndexByte(tenant, 0) >= 0 {
+		return nil, fmt.Errorf("postgres: plugin %q: invalid tenant id (1 to %d bytes of UTF-8 without NUL)", p.names.name, maxTenantLen)
+	}
+	conn, err := p.db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: plugin %q: acquire connection: %w", p.names.name, err)
+	}
+	b := &pgconn.Batch{}
+	b.ExecParams("BEGIN", nil, nil, nil, nil)
+	b.ExecParams(setupSQL, [][]byte{
+		[]byte(p.names.role),
+		[]byte(p.names.searchPath()),
+		[]byte(tenant),
+		[]byte(p.names.name),
+		[]byte(strconv.FormatInt(p.limits.statementTimeout.Milliseconds(), 10)),
+	}, textOIDs5, nil, nil)
+	if _, err := conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
+		endConn(ctx, conn)
+		return nil, fmt.Errorf("postgres: plugin %q: begin for tenant %q: %w", p.names.name, tenant, err)
+	}
+	return &Tx{p: p, tenant: tenant, conn: conn}, nil
+}
+
+// Column describes one result column.
+type Column struct {
+	Name string
+	// Type is the PostgreSQL type name as in pg_type.typname: int8, text, timestamptz, _int4 (an
+	// array), or the name of an enum or domain.
+	Type string
+}
+
+// Result is the outcome of Query. Every value is nil, bool, int64, float64, string, []byte or
+// time.Time (see Tx.Query for the mapping).
+type Result struct {
+	Columns []Column
+	Rows    [][]any
+}
+
+// Query runs one data-access statement with args and returns its rows.
+//
+// args may hold only nil, bool, int64, float64, string, []byte and time.Time. Strings are sent untyped,
+// so PostgreSQL reads them as whatever the statement needs (uuid, jsonb, numeric, date, an enum);
+// the others are sent as int8, float8, bool, bytea and timestamptz.
+//
+// Values come back as: NULL → nil; bool → bool; int2, int4, int8 → int64; float4, float8 → float64;
+// bytea → []byte; timestamptz and timestamp → time.Time in UTC (infinity and years outside 1..9999 as
+// their text); everything else, including numeric, uuid, json, jsonb, date, interval and arrays, as its
+// PostgreSQL text form in a string. A result over the plugin's row or byte limit is an
+// ErrResultTooLarge error; the transaction stays usable.
+func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error) {
+	if err := tx.check(sql); err != nil {
+		return nil, err
+	}
+	values, oids, formats, err := encodeArgs(args)
+	if err != nil {
+		return nil, tx.errorf("query: %w", err)
+	}
+	pc := tx.conn.Conn().PgConn()
+	rr := pc.ExecParams(ctx, sql, values, oids, formats, nil)
+	// Copy the descriptions: the connection reuses their memory for the next statement, and the type
+	// name lookup below is one.
+	fds := slices.Clone(rr.FieldDescriptions())
+	res := &Result{Columns: make([]Column, len(fds)), Rows: [][]any{}}
+	var size int64
+	var tooLarge error
+	var decodeErr error
+	for rr.NextRow() {
+		if tooLarge != nil || decodeErr != nil {
+			continue // drain: the statement must finish for the transaction to stay usable
+		}
+		if len(res.Rows) >= tx.p.limits.maxRows {
+			tooLarge = fmt.Errorf("%w: more than %d rows", ErrResultTooLarge, tx.p.limits.maxRows)
+			continue
+		}
+		raw := rr.Values()
+		row := make([]any, len(raw))
+		for i, v := range raw {
+			size += int64(len(v))
+			if row[i], err = decodeText(fds[i].DataTypeOID, v); err != nil {
+				decodeErr = fmt.Errorf("column %q: %w", fds[i].Name, err)
+				break
+			}
+		}
+		if decodeErr != nil {
+			continue
+		}
+		if size > tx.p.limits.maxBytes {
+			tooLarge = fmt.Errorf("%w: more than %d bytes", ErrResultTooLarge, tx.p.limits.maxBytes)
+			res.Rows = nil
+			continue
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	_, err = rr.Close()
+	if err := tx.stillInTx(); err != nil {
+		return nil, err
+	}
+	switch {
+	case err != nil:
+		return nil, tx.errorf("query: %w", err)
+	case tooLarge != nil:
+		return nil, tx.errorf("query: %w", tooLarge)
+	case decodeErr != nil:
+		return nil, tx.errorf("query: %w", decodeErr)
+	}
+	for i, fd := range fds {
+		res.Columns[i] = Column{Name: fd.Name}
+	}
+	if err := tx.p.db.fillTypeNames(ctx, pc, fds, res.Columns); err != nil {
+		return nil, tx.errorf("query: %w", err)
+	}
+	return res, nil
+}
+
+// Exec runs one data-access statement with args (see Query) and returns the number of rows it
+// inserted, updated or deleted. Rows it returns (RETURNING) are discarded.
+func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected int64, err error) {
+	if err := tx.check(sql); err != nil {
+		return 0, err
+	}
+	values, oids, formats, err := encodeArgs(args)
+	if err != nil {
+		return 0, tx.errorf("exec: %w", err)
+	}
+	rr := tx.conn.Conn().PgConn().ExecParams(ctx, sql, values, oids, formats, nil)
+	for rr.NextRow() {
+	}
+	tag, err := rr.Close()
+	if err := tx.stillInTx(); err != nil {
+		return 0, err
+	}
+	if err != nil {
+		return 0, tx.errorf("exec: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Commit commits the transaction. When events is non-empty they are written to keel_host.outbox in
+// the same transaction, after the plugin's deferred triggers have fired and the role is reset (the
+// plugin's role has no privilege on keel_host, so only this path can write there), and a NOTIFY wakes
+// the relays once the commit is visible. All of it, COMMIT included, travels in one round trip. Events whose ID is already in the outbox are skipped, so
+// an ID works as an idempotency key; an empty ID gets a random one.
+//
+// If a statement of the transaction failed, Commit rolls back and returns ErrTxAborted. Whatever the
+// outcome, the Tx is finished afterwards.
+func (tx *Tx) Commit(ctx context.Context, events []OutboxEvent) error {
+	if tx.conn == nil {
+		return tx.errorf("commit: %w", ErrTxDone)
+	}
+	defer tx.end(ctx)
+	pc := tx.conn.Conn().PgConn()
+	switch pc.TxStatus() {
+	case 'T':
+	case 'E':
+		return tx.errorf("commit: %w", ErrTxAborted)
+	default:
+		return tx.errorf("commit: connection left the transaction (status %q)", pc.TxStatus())
+	}
+	b := &pgconn.Batch{}
+	if len(events) > 0 {
+		queueLeavePlugin(b)
+		if err := queueOutboxInsert(b, events); err != nil {
+			return tx.errorf("commit: %w", err)
+		}
+		b.ExecParams("SELECT pg_catalog.pg_notify('"+outboxChannel+"', '')", nil, nil, nil, nil)
+	}
+	b.ExecParams("COMMIT", nil, nil, nil, nil)
+	results, err := pc.ExecBatch(ctx, b).ReadAll()
+	if err != nil {
+		return tx.errorf("commit: %w", err)
+	}
+	if tag := results[len(results)-1].CommandTag.String(); tag != "COMMIT" {
+		return tx.errorf("commit: server answered %s: %w", tag, ErrTxAborted)
+	}
+	return nil
+}
+
+// Rollback discards the transaction. It is safe to call after Commit (it then does nothing), so it
+// can be deferred.
+func (tx *Tx) Rollback(ctx context.Context) error {
+	if tx.conn == nil {
+		return nil
+	}
+	tx.end(ctx)
+	return nil
+}
+
+// leavePluginSQL ends the plugin's part of a transaction so the host can write keel_host in it.
+//
+// SET CONSTRAINTS ALL IMMEDIATE comes first and matters: deferred constraint triggers otherwise fire at
+// COMMIT, after RESET ROLE, and a plugin could plant one to run its own function as the privileged
+// user. Firing them now runs them as the plugin. search_path then drops the plugin's schema, so nothing
+// the plugin defined can be picked up by name in the host's statements.
+var leavePluginSQL = []string{
+	"SET CONSTRAINTS ALL IMMEDIATE",
+	"RESET ROLE",
+	"SET LOCAL search_path TO pg_catalog",
+}
+
+func queueLeavePlugin(b *pgconn.Batch) {
+	for _, sql := range leavePluginSQL {
+		b.ExecParams(sql, nil, nil, nil, nil)
+	}
+}
+
+// check refuses statements on a finished Tx and statements the guard denies.
+func (tx *Tx) check(sql string) error {
+	if tx.conn == nil {
+		return tx.errorf("%w", ErrTxDone)
+	}
+	if err := sqlguard.CheckStatement(sql); err != nil {
+		return tx.errorf("%w", err)
+	}
+	return nil
+}
+
+// stillInTx is the backstop behind the guard: if a statement somehow ended the transaction, the
+// session is back to the privileged user, so the connection is destroyed rather than used again.
+func (tx *Tx) stillInTx() error {
+	if s := tx.conn.Conn().PgConn().TxStatus(); s != 'T' && s != 'E' {
+		tx.conn.Conn().Close(context.Background()) //nolint:errcheck // the pool discards the closed connection
+		tx.conn.Release()
+		tx.conn = nil
+		return tx.errorf("statement ended the transaction (status %q); connection discarded", s)
+	}
+	return nil
+}
+
+// end rolls back if still inside the transaction and returns the connection to the pool.
+func (tx *Tx) end(ctx context.Context) {
+	endConn(ctx, tx.conn)
+	tx.conn = nil
+}
+
+// endConn ends whatever transaction conn is in and releases it; the pool destroys it if that failed.
+func endConn(ctx context.Context, conn *pgxpool.Conn) {
+	pc := conn.Conn().PgConn()
+	if !pc.IsClosed() && pc.TxStatus() != 'I' {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		pc.Exec(rctx, "ROLLBACK").Close() //nolint:errcheck // on failure the pool destroys the connection
+		cancel()
+	}
+	conn.Release()
+}
+
+func (tx *Tx) errorf(format string, args ...any) error {
+	return fmt.Errorf("postgres: plugin %q tenant %q: "+format, append([]any{tx.p.names.name, tx.tenant}, args...)...)
+}
