@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -59,16 +60,28 @@ type Manager struct {
 	drainTimeout time.Duration
 }
 
+// Source is one plugin version to activate: its manifest, module and migrations.
+type Source struct {
+	Manifest *manifest.Manifest
+	Wasm     []byte
+	// Migrations holds NNNN_name.sql files at its root; nil when the plugin has none.
+	Migrations fs.FS
+	// Origin says where it came from (a directory, a bundle digest), for logs.
+	Origin string
+}
+
 // Hooks let the host prepare capabilities for a version before it takes traffic and
 // release them after it is retired.
 type Hooks struct {
 	// Prepare runs before the new generation is loaded; an error aborts the activation
 	// and the previous generation keeps serving.
-	Prepare func(ctx context.Context, m *manifest.Manifest) error
+	Prepare func(ctx context.Context, src *Source) error
 	// Activated runs after the switch.
 	Activated func(g *Generation)
 	// Retired runs after an old generation has drained and closed.
 	Retired func(m *manifest.Manifest)
+	// Deactivated runs when a plugin stops having an active generation.
+	Deactivated func(name string)
 }
 
 // NewManager creates an empty manager.
@@ -115,13 +128,14 @@ func (m *Manager) slot(name string) *slot {
 // Activate loads a plugin version and makes it the active generation of its name.
 // If any step fails, the previous generation (if any) keeps serving and nothing of the
 // new one remains.
-func (m *Manager) Activate(ctx context.Context, man *manifest.Manifest, wasm []byte, source string) (*Generation, error) {
+func (m *Manager) Activate(ctx context.Context, src Source) (*Generation, error) {
+	man, wasm, source := src.Manifest, src.Wasm, src.Origin
 	s := m.slot(man.Name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
 	if m.hooks.Prepare != nil {
-		if err := m.hooks.Prepare(ctx, man); err != nil {
+		if err := m.hooks.Prepare(ctx, &src); err != nil {
 			return nil, fmt.Errorf("plugin %s@%s: %w", man.Name, man.Version, err)
 		}
 	}
@@ -164,6 +178,9 @@ func (m *Manager) Deactivate(name string) bool {
 		return false
 	}
 	m.retire(old)
+	if m.hooks.Deactivated != nil {
+		m.hooks.Deactivated(name)
+	}
 	return true
 }
 
@@ -231,13 +248,13 @@ func (m *Manager) LoadDir(ctx context.Context, dir string) error {
 			continue
 		}
 		pdir := filepath.Join(dir, e.Name())
-		man, wasm, err := ReadDir(pdir)
+		src, err := ReadDir(pdir)
 		if err != nil {
 			errs = append(errs, err)
 			m.logger.Error("skipping plugin", "dir", pdir, "err", err)
 			continue
 		}
-		if _, err := m.Activate(ctx, man, wasm, pdir); err != nil {
+		if _, err := m.Activate(ctx, *src); err != nil {
 			errs = append(errs, err)
 			m.logger.Error("plugin failed to load", "dir", pdir, "err", err)
 		}
@@ -248,30 +265,35 @@ func (m *Manager) LoadDir(ctx context.Context, dir string) error {
 // MaxModuleSize bounds a plugin module read from disk or upload.
 const MaxModuleSize = 64 << 20
 
-// ReadDir reads a plugin directory: manifest.json and plugin.wasm.
-func ReadDir(dir string) (*manifest.Manifest, []byte, error) {
+// ReadDir reads a plugin directory: manifest.json, plugin.wasm and an optional
+// migrations/ directory.
+func ReadDir(dir string) (*Source, error) {
 	f, err := os.Open(filepath.Join(dir, "manifest.json"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("plugin dir %s: %w", dir, err)
+		return nil, fmt.Errorf("plugin dir %s: %w", dir, err)
 	}
 	defer f.Close()
 	man, err := manifest.Decode(f)
 	if err != nil {
-		return nil, nil, fmt.Errorf("plugin dir %s: %w", dir, err)
+		return nil, fmt.Errorf("plugin dir %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, "plugin.wasm")
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("plugin dir %s: %w", dir, err)
+		return nil, fmt.Errorf("plugin dir %s: %w", dir, err)
 	}
 	if st.Size() > MaxModuleSize {
-		return nil, nil, fmt.Errorf("plugin dir %s: plugin.wasm is %d bytes, over the %d byte limit", dir, st.Size(), MaxModuleSize)
+		return nil, fmt.Errorf("plugin dir %s: plugin.wasm is %d bytes, over the %d byte limit", dir, st.Size(), MaxModuleSize)
 	}
 	wasm, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("plugin dir %s: %w", dir, err)
+		return nil, fmt.Errorf("plugin dir %s: %w", dir, err)
 	}
-	return man, wasm, nil
+	src := &Source{Manifest: man, Wasm: wasm, Origin: dir}
+	if st, err := os.Stat(filepath.Join(dir, "migrations")); err == nil && st.IsDir() {
+		src.Migrations = os.DirFS(filepath.Join(dir, "migrations"))
+	}
+	return src, nil
 }
 
 // Route resolves a route of an active plugin, for calls between plugins.

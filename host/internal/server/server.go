@@ -14,16 +14,22 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/bridges/bus"
 	"github.com/keelhq/keel/bridges/cache"
+	"github.com/keelhq/keel/bridges/kafka"
+	"github.com/keelhq/keel/bridges/nats"
+	"github.com/keelhq/keel/bridges/postgres"
 	"github.com/keelhq/keel/bridges/httpout"
 	"github.com/keelhq/keel/bridges/redis"
 	"github.com/keelhq/keel/host/internal/capabilities"
 	"github.com/keelhq/keel/host/internal/config"
+	"github.com/keelhq/keel/host/internal/events"
 	"github.com/keelhq/keel/host/internal/gateway"
 	"github.com/keelhq/keel/host/internal/health"
 	"github.com/keelhq/keel/host/internal/plugins"
 	"github.com/keelhq/keel/host/internal/runtime"
 	"github.com/keelhq/keel/host/internal/telemetry"
+	hostmigrations "github.com/keelhq/keel/migrations/host"
 )
 
 // Server is one running host.
@@ -38,6 +44,9 @@ type Server struct {
 	ln      net.Listener
 	served  chan error
 
+	db       *postgres.DB
+	data     *capabilities.Data
+	events   *events.Events
 	config   *capabilities.Config
 	pmetrics *capabilities.Metrics
 	http     *capabilities.HTTP
@@ -92,8 +101,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	s.pmetrics = capabilities.NewMetrics(m.Registry())
 	s.http = capabilities.NewHTTP(httpout.Options{Logger: logger})
 	calls := capabilities.NewCalls()
+	s.data = capabilities.NewData()
+	if err := s.openDatabase(ctx, deps); err != nil {
+		return nil, err
+	}
 	var funcs []runtime.HostFunc
-	for _, f := range [][]runtime.HostFunc{cacheCap.Funcs(), s.config.Funcs(), s.pmetrics.Funcs(), s.http.Funcs(), calls.Funcs()} {
+	for _, f := range [][]runtime.HostFunc{cacheCap.Funcs(), s.config.Funcs(), s.pmetrics.Funcs(), s.http.Funcs(), calls.Funcs(), s.data.Funcs()} {
 		funcs = append(funcs, f...)
 	}
 
@@ -109,9 +122,24 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	s.engine = engine
 	mgr := plugins.NewManager(engine, logger, plugins.Hooks{
 		Prepare: s.prepare,
+		Activated: func(g *plugins.Generation) {
+			if s.events != nil {
+				if err := s.events.Sync(g.Manifest()); err != nil {
+					logger.Error("subscriptions", "plugin", g.Plugin.Name(), "err", err)
+				}
+			}
+		},
 		Retired: func(man *manifest.Manifest) { s.http.Forget(man.Name, man.Version) },
+		Deactivated: func(name string) {
+			if s.events != nil {
+				s.events.Stop(name)
+			}
+		},
 	})
 	calls.SetRouter(mgr)
+	if err := s.openEvents(ctx, deps, mgr); err != nil {
+		return nil, err
+	}
 	chk := health.New(func() []health.PluginCheck {
 		var out []health.PluginCheck
 		for _, g := range mgr.List() {
@@ -131,12 +159,139 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	return s, nil
 }
 
-// prepare readies the capabilities a plugin version declares before it is loaded.
-func (s *Server) prepare(ctx context.Context, m *manifest.Manifest) error {
+// prepare readies the capabilities a plugin version declares before it is loaded:
+// settings, metrics, its schema and migrations, its topics.
+func (s *Server) prepare(ctx context.Context, src *plugins.Source) error {
+	m := src.Manifest
 	if err := s.config.Check(m); err != nil {
 		return err
 	}
+	caps := m.Capabilities
+	if (caps.SQL || len(caps.Publish) > 0) && s.db == nil {
+		return fmt.Errorf("declares sql or publish, which need a database: set KEEL_DATABASE_URL")
+	}
+	if src.Migrations != nil && !caps.SQL {
+		return fmt.Errorf("ships migrations but does not declare the sql capability")
+	}
+	if caps.SQL {
+		pdb, err := postgres.EnsurePlugin(ctx, s.db, m.Name)
+		if err != nil {
+			return err
+		}
+		if src.Migrations != nil {
+			applied, err := postgres.Migrate(ctx, s.db, m.Name, src.Migrations, postgres.WithMigrationTimeout(time.Minute))
+			if err != nil {
+				return fmt.Errorf("migrations: %w", err)
+			}
+			if len(applied) > 0 {
+				s.logger.Info("plugin migrations applied", "plugin", m.Name, "version", m.Version, "files", applied)
+			}
+		}
+		if err := s.db.VerifyTenantTables(ctx, m.Name); err != nil {
+			return err
+		}
+		s.data.Register(m.Name, pdb)
+	}
+	if len(caps.Publish)+len(caps.Subscribe) > 0 {
+		if err := s.events.Provision(ctx, m); err != nil {
+			return err
+		}
+	}
 	return s.pmetrics.Register(m)
+}
+
+// openDatabase connects to PostgreSQL and applies the host's migrations.
+func (s *Server) openDatabase(ctx context.Context, deps map[string]health.Check) error {
+	if s.cfg.DatabaseURL == "" {
+		return nil
+	}
+	db, err := postgres.Open(ctx, s.cfg.DatabaseURL, postgres.WithLogger(s.logger))
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	s.closers = append(s.closers, func() error { db.Close(); return nil })
+	applied, err := postgres.Migrate(ctx, db, postgres.HostScope, hostmigrations.FS())
+	if err != nil {
+		return fmt.Errorf("host migrations: %w", err)
+	}
+	if len(applied) > 0 {
+		s.logger.Info("host migrations applied", "files", applied)
+	}
+	if err := s.metrics.Registry().Register(db.Collector()); err != nil {
+		return err
+	}
+	s.db = db
+	deps["postgres"] = db.Ping
+	return nil
+}
+
+// openEvents connects the event bus (Kafka when brokers are configured, else the
+// NATS server at KEEL_NATS_URL, else an embedded NATS server with JetStream) and, with
+// a database, starts the outbox relay.
+func (s *Server) openEvents(ctx context.Context, deps map[string]health.Check, mgr *plugins.Manager) error {
+	var b bus.Bus
+	var err error
+	switch {
+	case len(s.cfg.KafkaBrokers) > 0:
+		b, err = kafka.Open(s.cfg.KafkaBrokers, kafka.WithLogger(s.logger))
+		if err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+	case s.cfg.NATSURL != "":
+		b, err = nats.Open(ctx, s.cfg.NATSURL, nats.WithLogger(s.logger))
+		if err != nil {
+			return fmt.Errorf("nats: %w", err)
+		}
+	default:
+		srv, err := nats.StartEmbedded(s.cfg.DataDir, nats.WithServerLogger(s.logger))
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		s.closers = append(s.closers, func() error { srv.Shutdown(); return nil })
+		b, err = nats.Open(ctx, srv.ClientURL(), nats.WithLogger(s.logger))
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+	}
+	s.closers = append(s.closers, b.Close)
+	deps["events"] = b.Ping
+	bm, err := bus.NewMetrics(s.metrics.Registry())
+	if err != nil {
+		return err
+	}
+	s.events = events.New(b, func(name string) *runtime.Plugin {
+		if g := mgr.Lookup(name); g != nil {
+			return g.Plugin
+		}
+		return nil
+	}, s.logger, bm)
+	s.closers = append(s.closers, func() error { s.events.Close(); return nil })
+	if s.db != nil {
+		relay, err := postgres.NewRelay(s.db, func(ctx context.Context, topic string, msgs []postgres.RelayMessage) error {
+			out := make([]bus.Message, len(msgs))
+			for i, m := range msgs {
+				out[i] = bus.Message{ID: m.EventID, Key: m.Key, Value: m.Payload, Headers: m.Headers}
+			}
+			return b.Publish(ctx, topic, out...)
+		})
+		if err != nil {
+			return err
+		}
+		if err := s.metrics.Registry().Register(relay.Collector()); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := relay.Run(rctx); err != nil && rctx.Err() == nil {
+				s.logger.Error("outbox relay stopped", "err", err)
+			}
+		}()
+		// Closers run in reverse: the relay stops before the bus and the database close.
+		s.closers = append(s.closers, func() error { cancel(); <-done; return nil })
+	}
+	return nil
 }
 
 func (s *Server) closeDeps() {
@@ -194,6 +349,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	if err := s.gateway.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if s.events != nil {
+		s.events.Close() // stop consuming before the plugins that handle events close
 	}
 	if err := s.plugins.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("plugins: %w", err))

@@ -1,0 +1,262 @@
+package capabilities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keelhq/keel/abi/wire"
+	"github.com/keelhq/keel/bridges/postgres"
+	"github.com/keelhq/keel/host/internal/events"
+	"github.com/keelhq/keel/host/internal/runtime"
+)
+
+// Limits on what one invocation may publish.
+const (
+	maxEventsPerCall = 1000
+	maxEventPayload  = 256 << 10
+)
+
+// Field tags of keel:events/v1.publish.
+const (
+	evTopic   = 1
+	evType    = 2
+	evKey     = 3
+	evPayload = 4
+	evID      = 5 // optional idempotency key; output: the event id
+)
+
+// Data provides keel:sql/v1 and keel:events/v1, which share the invocation's unit of
+// work: one transaction, opened on the first statement, committed when the plugin
+// returns success and rolled back otherwise; events published during the invocation
+// are written to the outbox in that same transaction, so nothing is published for
+// work that rolled back.
+type Data struct {
+	mu  sync.RWMutex
+	dbs map[string]postgres.PluginDB // by plugin name, registered on activation
+}
+
+// NewData creates the capability with no plugin databases registered.
+func NewData() *Data { return &Data{dbs: map[string]postgres.PluginDB{}} }
+
+// Register makes a plugin's schema available to its calls.
+func (d *Data) Register(plugin string, pdb postgres.PluginDB) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dbs[plugin] = pdb
+}
+
+// Funcs returns the host functions.
+func (d *Data) Funcs() []runtime.HostFunc {
+	return []runtime.HostFunc{
+		{Module: "keel:sql/v1", Name: "query", Fn: d.query},
+		{Module: "keel:sql/v1", Name: "exec", Fn: d.exec},
+		{Module: "keel:events/v1", Name: "publish", Fn: d.publish},
+	}
+}
+
+type unitKey struct{}
+
+// unit is one invocation's unit of work.
+type unit struct {
+	pdb    postgres.PluginDB
+	tenant string
+	tx     *postgres.Tx
+	events []postgres.OutboxEvent
+}
+
+// unitOf returns the call's unit of work, creating it (and registering its finisher)
+// on first use.
+func (d *Data) unitOf(call *runtime.Call) (*unit, error) {
+	if u, ok := call.Value(unitKey{}).(*unit); ok {
+		return u, nil
+	}
+	name := call.Manifest().Name
+	d.mu.RLock()
+	pdb, ok := d.dbs[name]
+	d.mu.RUnlock()
+	if !ok {
+		return nil, runtime.Errorf(wire.CodeUnavailable, "no database is configured for plugin %s (set KEEL_DATABASE_URL)", name)
+	}
+	u := &unit{pdb: pdb, tenant: call.Context.Tenant}
+	call.SetValue(unitKey{}, u)
+	call.OnFinish(u.finish)
+	return u, nil
+}
+
+func (u *unit) begin(ctx context.Context) (*postgres.Tx, error) {
+	if u.tx == nil {
+		tx, err := u.pdb.Begin(ctx, u.tenant)
+		if err != nil {
+			return nil, err
+		}
+		u.tx = tx
+	}
+	return u.tx, nil
+}
+
+// finish commits (with the outbox events) on success and rolls back otherwise.
+func (u *unit) finish(ctx context.Context, success bool) error {
+	if !success {
+		u.events = nil
+		if u.tx != nil {
+			return u.tx.Rollback(ctx)
+		}
+		return nil
+	}
+	if u.tx == nil && len(u.events) == 0 {
+		return nil
+	}
+	tx, err := u.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("unit of work: %w", err)
+	}
+	if err := tx.Commit(ctx, u.events); err != nil {
+		return fmt.Errorf("unit of work: commit: %w", err)
+	}
+	return nil
+}
+
+func (d *Data) checkSQL(call *runtime.Call) error {
+	if !call.Manifest().Capabilities.SQL {
+		return runtime.Errorf(wire.CodeDenied, "plugin %s does not declare the sql capability", call.Manifest().Name)
+	}
+	return nil
+}
+
+func (d *Data) statement(ctx context.Context, call *runtime.Call, in []byte) (*postgres.Tx, *wire.SQLRequest, error) {
+	if err := d.checkSQL(call); err != nil {
+		return nil, nil, err
+	}
+	var req wire.SQLRequest
+	if err := wire.DecodeSQLRequest(in, &req); err != nil {
+		return nil, nil, runtime.Errorf(wire.CodeMalformed, "%v", err)
+	}
+	u, err := d.unitOf(call)
+	if err != nil {
+		return nil, nil, err
+	}
+	tx, err := u.begin(ctx)
+	if err != nil {
+		return nil, nil, sqlError(err)
+	}
+	return tx, &req, nil
+}
+
+func (d *Data) query(ctx context.Context, call *runtime.Call, in []byte) ([]byte, error) {
+	tx, req, err := d.statement(ctx, call, in)
+	if err != nil {
+		return nil, err
+	}
+	res, err := tx.Query(ctx, req.SQL, req.Params)
+	if err != nil {
+		return nil, sqlError(err)
+	}
+	out := wire.SQLResult{Rows: res.Rows, RowsAffected: int64(len(res.Rows))}
+	for _, c := range res.Columns {
+		out.Columns = append(out.Columns, wire.Column{Name: c.Name, Type: c.Type})
+	}
+	b, err := wire.AppendSQLResult(nil, &out)
+	if err != nil {
+		return nil, runtime.Errorf(wire.CodeInternal, "encode result: %v", err)
+	}
+	return b, nil
+}
+
+func (d *Data) exec(ctx context.Context, call *runtime.Call, in []byte) ([]byte, error) {
+	tx, req, err := d.statement(ctx, call, in)
+	if err != nil {
+		return nil, err
+	}
+	n, err := tx.Exec(ctx, req.SQL, req.Params)
+	if err != nil {
+		return nil, sqlError(err)
+	}
+	return wire.AppendInt(nil, 3, n), nil
+}
+
+// sqlError maps database failures to stable ABI codes; Detail carries the SQLSTATE.
+func sqlError(err error) error {
+	var pe *pgconn.PgError
+	switch {
+	case errors.Is(err, postgres.ErrStatementDenied):
+		return runtime.Errorf(wire.CodeDenied, "%v", err)
+	case errors.Is(err, postgres.ErrResultTooLarge):
+		return runtime.Errorf(wire.CodeTooLarge, "%v", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return runtime.Errorf(wire.CodeDeadline, "%v", err)
+	case errors.As(err, &pe):
+		code := wire.CodeDatabase
+		switch {
+		case pe.Code == "23505" || pe.Code == "40001" || pe.Code == "40P01":
+			code = wire.CodeConflict
+		case pe.Code == "57014":
+			code = wire.CodeDeadline
+		case pe.Code == "42501":
+			code = wire.CodeDenied
+		case len(pe.Code) == 2 && pe.Code[:2] == "08":
+			code = wire.CodeUnavailable
+		}
+		return &runtime.CapError{Code: code, Message: pe.Message, Detail: pe.Code}
+	case errors.Is(err, postgres.ErrTxAborted), errors.Is(err, postgres.ErrTxDone):
+		return runtime.Errorf(wire.CodeDatabase, "%v", err)
+	default:
+		var ce *pgconn.ConnectError
+		if errors.As(err, &ce) || pgconn.SafeToRetry(err) {
+			return runtime.Errorf(wire.CodeUnavailable, "database unavailable: %v", err)
+		}
+		return runtime.Errorf(wire.CodeUnavailable, "database: %v", err)
+	}
+}
+
+func (d *Data) publish(_ context.Context, call *runtime.Call, in []byte) ([]byte, error) {
+	f, err := decode(in)
+	if err != nil {
+		return nil, err
+	}
+	m := call.Manifest()
+	topic := f.String(evTopic)
+	if !m.Capabilities.Publishes(topic) {
+		return nil, runtime.Errorf(wire.CodeDenied, "plugin %s does not declare publishing to topic %q", m.Name, topic)
+	}
+	typ := f.String(evType)
+	if typ == "" || len(typ) > 200 {
+		return nil, runtime.Errorf(wire.CodeInvalid, "event type must be 1 to 200 characters")
+	}
+	payload := f.Bytes(evPayload)
+	if len(payload) > maxEventPayload {
+		return nil, runtime.Errorf(wire.CodeTooLarge, "event payload of %d bytes exceeds %d", len(payload), maxEventPayload)
+	}
+	if !json.Valid(payload) {
+		return nil, runtime.Errorf(wire.CodeInvalid, "event payload must be JSON")
+	}
+	u, err := d.unitOf(call)
+	if err != nil {
+		return nil, err
+	}
+	if len(u.events) >= maxEventsPerCall {
+		return nil, runtime.Errorf(wire.CodeTooLarge, "more than %d events in one invocation", maxEventsPerCall)
+	}
+	id := f.String(evID)
+	if id == "" {
+		id = events.NewID()
+	} else if len(id) > 128 {
+		return nil, runtime.Errorf(wire.CodeInvalid, "event id longer than 128")
+	} else {
+		id = m.Name + ":" + id // idempotency keys are per plugin, so plugins cannot suppress each other's events
+	}
+	env := events.Envelope{ID: id, Type: typ, Tenant: call.Context.Tenant, Source: m.Name, Time: time.Now().UTC(),
+		RequestID: call.Context.RequestID, Payload: append(json.RawMessage(nil), payload...)}
+	b, err := env.Encode()
+	if err != nil {
+		return nil, runtime.Errorf(wire.CodeInternal, "encode envelope: %v", err)
+	}
+	u.events = append(u.events, postgres.OutboxEvent{ID: id, Topic: topic, Key: append([]byte(nil), f.Bytes(evKey)...), Payload: b,
+		Headers: map[string]string{"keel-type": typ, "keel-source": m.Name}})
+	return wire.AppendString(nil, evID, id), nil
+}
