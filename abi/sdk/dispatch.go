@@ -40,8 +40,17 @@ func (e *Event) Call() Call { return Call{&e.raw.Ctx} }
 // delivery with backoff and eventually park the event in the topic's dead-letter topic.
 type EventHandler func(*Event) error
 
+// theRequest is reused for every HTTP call of this instance; see Request.
+var theRequest Request
+
+type route struct {
+	method, pattern string
+	h               HandlerFunc
+}
+
 var (
-	routes     = map[string]HandlerFunc{}
+	routes     = map[string]map[string]*route{} // method -> pattern -> route
+	patterns   = map[string]string{}            // every registered pattern, for interning
 	subs       = map[string]EventHandler{}
 	healthFunc func() error
 	initFuncs  []func() error
@@ -52,11 +61,54 @@ var (
 // pattern must be written exactly as in the manifest ("GET", "/customers/:id").
 // Call it from an init function.
 func Handle(method, pattern string, h HandlerFunc) {
-	key := strings.ToUpper(method) + " " + pattern
-	if _, dup := routes[key]; dup {
-		panic("keel: route registered twice: " + key)
+	method = strings.ToUpper(method)
+	if routes[method] == nil {
+		routes[method] = map[string]*route{}
 	}
-	routes[key] = h
+	if _, dup := routes[method][pattern]; dup {
+		panic("keel: route registered twice: " + method + " " + pattern)
+	}
+	routes[method][pattern] = &route{method: method, pattern: pattern, h: h}
+	patterns[pattern] = pattern
+}
+
+// internCache remembers the last string seen for fields that rarely change between
+// calls (tenant, subject, plugin, version), so decoding them does not allocate.
+var internCache [8]string
+
+// intern returns strings for decoded request fields, allocating only when needed:
+// methods and route patterns come from the registry, repeated context values from
+// internCache.
+func intern(field byte, b []byte) string {
+	switch field {
+	case 1: // method
+		switch string(b) {
+		case "GET":
+			return "GET"
+		case "POST":
+			return "POST"
+		case "PUT":
+			return "PUT"
+		case "PATCH":
+			return "PATCH"
+		case "DELETE":
+			return "DELETE"
+		case "HEAD":
+			return "HEAD"
+		}
+	case 3: // route pattern
+		if p, ok := patterns[string(b)]; ok {
+			return p
+		}
+	case wire.InternTenant, wire.InternSubject, wire.InternPlugin, wire.InternVersion:
+		i := field - wire.InternTenant
+		if internCache[i] == string(b) {
+			return internCache[i]
+		}
+		internCache[i] = string(b)
+		return internCache[i]
+	}
+	return string(b)
 }
 
 // OnEvent registers h for a topic the manifest subscribes to.
@@ -76,10 +128,13 @@ func OnHealth(f func() error) { healthFunc = f }
 func OnInit(f func() error) { initFuncs = append(initFuncs, f) }
 
 // dispatchHTTP decodes one request, runs the handler and appends the encoded response
-// to out. It never panics.
+// to out. It never panics. The request body aliases in (see Request.Body).
 func dispatchHTTP(in, out []byte) []byte {
-	var req Request
-	if err := wire.DecodeHTTPRequest(in, &req.raw); err != nil {
+	// One Request per instance, reused: instances serve one call at a time, and a
+	// fresh one per call costs an allocation and its write barriers.
+	req := &theRequest
+	req.query = nil
+	if err := wire.DecodeHTTPRequestInto(in, &req.raw, intern); err != nil {
 		resp := Error(400, "malformed_request", err.Error())
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
 	}
@@ -87,12 +142,12 @@ func dispatchHTTP(in, out []byte) []byte {
 	current = &req.raw.Ctx
 	defer func() { current = nil }()
 
-	h := routes[req.Method+" "+req.Route]
-	if h == nil {
+	rt := routes[req.Method][req.Route]
+	if rt == nil {
 		resp := Error(501, "no_handler", fmt.Sprintf("route %s %s is declared in the manifest but the plugin registered no handler", req.Method, req.Route))
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
 	}
-	resp, panicked := runHandler(h, &req)
+	resp, panicked := runHandler(rt.h, req)
 	wr := wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body}
 	if panicked {
 		wr.Flags |= wire.FlagPanicked

@@ -16,6 +16,9 @@ const (
 	fnMetricsRecord
 	fnHTTPFetch
 	fnPluginCall
+	fnSQLQuery
+	fnSQLExec
+	fnEventsPublish
 	numHostFns
 )
 
@@ -30,6 +33,9 @@ var importNames = [numHostFns]string{
 	fnMetricsRecord: "keel:metrics/v1.record",
 	fnHTTPFetch:     "keel:http/v1.fetch",
 	fnPluginCall:    "keel:plugin/v1.call",
+	fnSQLQuery:      "keel:sql/v1.query",
+	fnSQLExec:       "keel:sql/v1.exec",
+	fnEventsPublish: "keel:events/v1.publish",
 }
 
 // resultError converts a failed import's payload into a *HostError.

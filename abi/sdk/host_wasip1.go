@@ -90,6 +90,15 @@ func hostHTTPFetch(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap u
 //go:wasmimport keel:plugin/v1 call
 func hostPluginCall(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
 
+//go:wasmimport keel:sql/v1 query
+func hostSQLQuery(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:sql/v1 exec
+func hostSQLExec(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
+//go:wasmimport keel:events/v1 publish
+func hostEventsPublish(in unsafe.Pointer, inLen uint32, out unsafe.Pointer, outCap uint32) uint64
+
 // callHost calls one import with the uniform ABI v1 signature
 // (in_ptr, in_len, out_ptr, out_cap) -> (code << 32 | out_len) and returns its output.
 // The returned slice is only valid until the next callHost.
@@ -116,6 +125,12 @@ func callHost(fn hostFn, in []byte) ([]byte, error) {
 		r = hostHTTPFetch(ip, il, op, oc)
 	case fnPluginCall:
 		r = hostPluginCall(ip, il, op, oc)
+	case fnSQLQuery:
+		r = hostSQLQuery(ip, il, op, oc)
+	case fnSQLExec:
+		r = hostSQLExec(ip, il, op, oc)
+	case fnEventsPublish:
+		r = hostEventsPublish(ip, il, op, oc)
 	default:
 		return nil, &HostError{Code: 9, Op: "keel", Message: "unknown host function"}
 	}

@@ -1,6 +1,7 @@
 package keel
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/url"
 	"strings"
@@ -8,14 +9,18 @@ import (
 	"github.com/keelhq/keel/abi/wire"
 )
 
-// Request is one HTTP request routed to the plugin.
+// Request is one HTTP request routed to the plugin. It, and everything it holds, is
+// only valid until the handler returns: the SDK reuses it for the next request.
 type Request struct {
 	Method string
 	// Path is the path below /api/{plugin}, starting with '/'.
 	Path string
 	// Route is the manifest pattern that matched, e.g. "/customers/:id".
 	Route string
-	Body  []byte
+	// Body is the request body. It is only valid until the handler returns: the
+	// buffer is reused for the next request, so copy it (bytes.Clone) to keep it.
+	// DecodeJSON and everything that decodes from it are safe.
+	Body []byte
 
 	raw   wire.HTTPRequest
 	query url.Values
@@ -52,7 +57,7 @@ func (r *Request) Query() url.Values {
 // DecodeJSON unmarshals the body into v, refusing unknown fields so that typos in
 // client payloads are reported instead of silently ignored.
 func (r *Request) DecodeJSON(v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(r.Body)))
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
 	dec.DisallowUnknownFields()
 	return dec.Decode(v)
 }
@@ -105,17 +110,34 @@ func JSON(status int, v any) *Response {
 	if err != nil {
 		return Error(500, "encode_failed", "could not encode the response: "+err.Error())
 	}
-	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: "application/json"}}, Body: b}
+	return &Response{Status: status, Headers: jsonHeaders, Body: b}
 }
+
+// Shared header lists of the helpers. Their capacity equals their length, so
+// SetHeader's append copies instead of writing into them.
+var (
+	jsonHeaders  = []wire.KV{{Name: "Content-Type", Value: "application/json"}}[:1:1]
+	textHeaders  = []wire.KV{{Name: "Content-Type", Value: "text/plain; charset=utf-8"}}[:1:1]
+	octetHeaders = []wire.KV{{Name: "Content-Type", Value: "application/octet-stream"}}[:1:1]
+)
 
 // Text returns a plain-text response.
 func Text(status int, s string) *Response {
-	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: "text/plain; charset=utf-8"}}, Body: []byte(s)}
+	return &Response{Status: status, Headers: textHeaders, Body: []byte(s)}
 }
 
 // Bytes returns a response with the given content type and body.
 func Bytes(status int, contentType string, b []byte) *Response {
-	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: contentType}}, Body: b}
+	var h []wire.KV
+	switch contentType {
+	case "application/json":
+		h = jsonHeaders
+	case "application/octet-stream":
+		h = octetHeaders
+	default:
+		h = []wire.KV{{Name: "Content-Type", Value: contentType}}
+	}
+	return &Response{Status: status, Headers: h, Body: b}
 }
 
 // Error returns an error response in the platform's shape:
@@ -127,5 +149,5 @@ func Error(status int, code, message string) *Response {
 		e["request_id"] = current.RequestID
 	}
 	b, _ := json.Marshal(map[string]map[string]string{"error": e})
-	return &Response{Status: status, Headers: []wire.KV{{Name: "Content-Type", Value: "application/json"}}, Body: b}
+	return &Response{Status: status, Headers: jsonHeaders, Body: b}
 }

@@ -166,6 +166,87 @@ func DecodeHTTPRequest(b []byte, r *HTTPRequest) error {
 	return wrap("http request", rd.Err())
 }
 
+// Interner turns decoded bytes into strings, reusing earlier strings where it can.
+// The guest SDK passes one that returns registered route patterns and remembers the
+// last tenant, plugin and version, so most calls decode without allocating strings.
+type Interner func(field byte, b []byte) string
+
+// DecodeHTTPRequestInto is DecodeHTTPRequest for the guest's hot path: strings go
+// through intern, and Body aliases b instead of being copied. The caller must not let
+// Body outlive b.
+func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
+	*r = HTTPRequest{Params: r.Params[:0], Headers: r.Headers[:0]}
+	rd := NewReader(b)
+	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
+		switch tag {
+		case reqMethod, reqPath, reqRoute, reqQuery:
+			s := intern(tag, v)
+			switch tag {
+			case reqMethod:
+				r.Method = s
+			case reqPath:
+				r.Path = s
+			case reqRoute:
+				r.Route = s
+			case reqQuery:
+				r.Query = s
+			}
+		case reqParam, reqHeader:
+			k, val, err := Pair(v)
+			if err != nil {
+				rd.Fail(err)
+				break
+			}
+			kv := KV{intern(tag, k), string(val)}
+			if tag == reqParam {
+				r.Params = append(r.Params, kv)
+			} else {
+				r.Headers = append(r.Headers, kv)
+			}
+		case reqBody:
+			r.Body = v
+		case reqCtx:
+			rd.Fail(decodeCallContextInto(v, &r.Ctx, intern))
+		}
+	}
+	return wrap("http request", rd.Err())
+}
+
+// Interner field ids for CallContext fields (above the request tags).
+const (
+	InternTenant  = 101
+	InternSubject = 102
+	InternPlugin  = 103
+	InternVersion = 104
+	InternPerm    = 105
+)
+
+func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
+	*c = CallContext{Permissions: c.Permissions[:0]}
+	r := NewReader(b)
+	for tag, v, ok := r.Next(); ok; tag, v, ok = r.Next() {
+		switch tag {
+		case ctxRequestID:
+			c.RequestID = string(v)
+		case ctxTenant:
+			c.Tenant = intern(InternTenant, v)
+		case ctxSubject:
+			c.Subject = intern(InternSubject, v)
+		case ctxPermission:
+			c.Permissions = append(c.Permissions, intern(InternPerm, v))
+		case ctxDeadline:
+			d, err := Int(v)
+			r.Fail(err)
+			c.Deadline = d
+		case ctxPlugin:
+			c.Plugin = intern(InternPlugin, v)
+		case ctxVersion:
+			c.Version = intern(InternVersion, v)
+		}
+	}
+	return wrap("call context", r.Err())
+}
+
 // HTTPResponse is the output of the keel_http export.
 type HTTPResponse struct {
 	Status  int

@@ -92,11 +92,15 @@ func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
 	}
 	defer p.gate.leave()
 	start := time.Now()
-	defer func() { p.engine.metrics.CallDuration(name, export, time.Since(start)) }()
+	defer func() { p.observers[ex].Observe(time.Since(start).Seconds()) }()
 
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
+	// The deadline is enforced inside the guest by tick and, for waiting on the pool and
+	// for capabilities, by contexts derived only when needed: a timer per call would
+	// cost more than the call itself.
+	deadline := start.Add(p.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
 	cc.Deadline, cc.Plugin, cc.Version = deadline.UnixNano(), name, p.manifest.Version
 
 	fail := func(reason string, err error) error {
@@ -104,7 +108,7 @@ func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
 		return &CallError{Plugin: name, Export: export, Reason: reason, Err: err}
 	}
 
-	in, err := p.acquire(ctx)
+	in, err := p.acquire(ctx, deadline)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrClosed):
@@ -118,7 +122,8 @@ func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
 		}
 	}
 	p.inUseGauge.Set(float64(p.inUse.Add(1)))
-	c := &Call{Plugin: p, Context: cc, Logger: p.logger.With("request_id", cc.RequestID), inst: in}
+	c := &Call{Plugin: p, Context: cc, inst: in, deadline: deadline}
+	defer c.release()
 	out, err := in.call(context.WithValue(ctx, callKey{}, c), ex, encode(cc), p.maxOut)
 	var success, panicked bool
 	if err == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/keelhq/keel/host/internal/preempt"
 	"github.com/keelhq/keel/host/internal/telemetry"
 )
 
@@ -21,8 +22,9 @@ type Engine struct {
 	metrics *telemetry.Metrics
 	funcs   []HostFunc
 
-	mu     sync.Mutex
-	closed bool
+	mu           sync.Mutex
+	closed       bool
+	instrumented map[string][]byte // digest -> instrumented module
 }
 
 // Config configures an Engine.
@@ -67,7 +69,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		seen[k] = true
 	}
-	return &Engine{cache: cache, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs}, nil
+	return &Engine{cache: cache, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs, instrumented: map[string][]byte{}}, nil
 }
 
 // Metrics returns the engine's metrics.
@@ -82,6 +84,32 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	e.closed = true
 	return e.cache.Close(ctx)
+}
+
+// instrument returns the module with preemption points, memoised by digest so that
+// reloading a version (a restart, a rollback) does not redo the rewrite.
+func (e *Engine) instrument(wasm []byte) ([]byte, error) {
+	d := Digest(wasm)
+	e.mu.Lock()
+	if b, ok := e.instrumented[d]; ok {
+		e.mu.Unlock()
+		return b, nil
+	}
+	e.mu.Unlock()
+	b, err := preempt.Instrument(wasm, preempt.DefaultInterval)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if len(e.instrumented) >= 64 { // bound the memo; versions come and go
+		for k := range e.instrumented {
+			delete(e.instrumented, k)
+			break
+		}
+	}
+	e.instrumented[d] = b
+	e.mu.Unlock()
+	return b, nil
 }
 
 // Digest returns the hex SHA-256 of a module, the identity of a plugin build.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/keelhq/keel/abi/manifest"
 	"github.com/keelhq/keel/abi/wire"
@@ -34,11 +36,40 @@ type HostFunc struct {
 type Call struct {
 	Plugin   *Plugin
 	Context  *wire.CallContext
-	Logger   *slog.Logger
+	logger   *slog.Logger
 	inst     *instance
 	pending  []byte
 	finishes []Finisher
 	values   []callValue
+	// deadline is enforced by tick; capabilities see it through Ctx.
+	deadline time.Time
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+// Logger returns the plugin's logger tagged with the call's request id. It is built
+// on first use: most calls never log, and slog.Logger.With allocates.
+func (c *Call) Logger() *slog.Logger {
+	if c.logger == nil {
+		c.logger = c.Plugin.logger.With("request_id", c.Context.RequestID)
+	}
+	return c.logger
+}
+
+// Ctx returns a context bounded by the call's deadline for host functions that
+// reach other systems. It is derived on first use, because most calls reach none and
+// a timer per call would cost more than the call.
+func (c *Call) Ctx(parent context.Context) context.Context {
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithDeadline(parent, c.deadline)
+	}
+	return c.ctx
+}
+
+func (c *Call) release() {
+	if c.cancel != nil {
+		c.cancel()
+	}
 }
 
 type callValue struct{ key, val any }
@@ -107,6 +138,9 @@ func instantiateHostModules(ctx context.Context, rt wazero.Runtime, funcs []Host
 			b.NewFunctionBuilder().
 				WithGoModuleFunction(api.GoModuleFunc(take), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
 				WithName("take").Export("take")
+			b.NewFunctionBuilder().
+				WithGoModuleFunction(api.GoModuleFunc(tick), nil, nil).
+				WithName("tick").Export("tick")
 		}
 		if _, err := b.Instantiate(ctx); err != nil {
 			return fmt.Errorf("host module %s: %w", mod, err)
@@ -137,14 +171,14 @@ func adapt(f HostFunc) api.GoModuleFunc {
 				err = Errorf(wire.CodeMalformed, "%s: input range out of memory bounds", op)
 				break
 			}
-			out, err = f.Fn(ctx, c, append([]byte(nil), in...))
+			out, err = f.Fn(c.Ctx(ctx), c, append([]byte(nil), in...))
 		}
 		code := wire.OK
 		if err != nil {
 			var ce *CapError
 			if !errors.As(err, &ce) {
 				if c != nil {
-					c.Logger.Error("host function failed", "import", op, "err", err)
+					c.Logger().Error("host function failed", "import", op, "err", err)
 				}
 				ce = &CapError{Code: wire.CodeInternal, Message: "internal host error in " + op}
 			}
@@ -218,7 +252,7 @@ func withUnavailable(funcs []HostFunc) []HostFunc {
 
 // knownImport reports whether module.name is offered to plugins.
 func knownImport(module, name string) bool {
-	if module == envModule && name == "take" {
+	if module == envModule && (name == "take" || name == "tick") {
 		return true
 	}
 	for _, imp := range abiImports {
@@ -227,6 +261,26 @@ func knownImport(module, name string) bool {
 		}
 	}
 	return false
+}
+
+// tick is called by the preempt instrumentation every few thousand loop iterations.
+// It stops the instance when the call's deadline has passed or its caller went away,
+// exactly as wazero's proc_exit does: close the module, then unwind with an exit error.
+func tick(ctx context.Context, mod api.Module, _ []uint64) {
+	err := ctx.Err()
+	if err == nil {
+		if c := callFrom(ctx); c != nil && !c.deadline.IsZero() && time.Now().After(c.deadline) {
+			err = context.DeadlineExceeded
+		} else {
+			return
+		}
+	}
+	code := sys.ExitCodeDeadlineExceeded
+	if errors.Is(err, context.Canceled) {
+		code = sys.ExitCodeContextCanceled
+	}
+	_ = mod.CloseWithExitCode(context.WithoutCancel(ctx), code)
+	panic(sys.NewExitError(code))
 }
 
 func builtinFuncs() []HostFunc {
@@ -257,7 +311,7 @@ func logWrite(ctx context.Context, c *Call, in []byte) ([]byte, error) {
 		return nil, &CapError{Code: wire.CodeMalformed, Message: err.Error()}
 	}
 	c.Plugin.engine.metrics.PluginLog(c.Plugin.manifest.Name, level.String())
-	c.Logger.LogAttrs(ctx, level, msg, attrs...)
+	c.Logger().LogAttrs(ctx, level, msg, attrs...)
 	return nil, nil
 }
 

@@ -37,6 +37,7 @@ type Plugin struct {
 	live  sync.Map       // id -> *instance, for memory accounting and close
 
 	inUseGauge prometheus.Gauge
+	observers  [numExports]prometheus.Observer
 
 	gate gate // counts in-flight calls; Close waits for them
 	stop chan struct{}
@@ -55,9 +56,16 @@ type LoadStats struct {
 func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p *Plugin, stats LoadStats, err error) {
 	start := time.Now()
 	lim := m.Limits
+	// Termination is enforced by the preempt instrumentation (a tick every
+	// preempt.DefaultInterval loop iterations checks the deadline), not by wazero's
+	// WithCloseOnContextDone, which costs a trip out of native code on every back-edge.
+	instrumented, err := e.instrument(wasm)
+	if err != nil {
+		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
+	}
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
 		WithCompilationCache(e.cache).
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(false).
 		WithMemoryLimitPages(uint32(lim.MemoryMiB)*16))
 	defer func() {
 		if err != nil {
@@ -70,7 +78,7 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 	if err := instantiateHostModules(ctx, rt, e.funcs); err != nil {
 		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
 	}
-	compiled, err := rt.CompileModule(ctx, wasm)
+	compiled, err := rt.CompileModule(ctx, instrumented)
 	if err != nil {
 		return nil, stats, fmt.Errorf("plugin %s@%s: compile: %w", m.Name, m.Version, err)
 	}
@@ -92,6 +100,9 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 		stop:     make(chan struct{}),
 	}
 	p.inUseGauge = e.metrics.PoolInUseGauge(m.Name, m.Version)
+	for i, name := range exportNames {
+		p.observers[i] = e.metrics.CallObserver(m.Name, name)
+	}
 	warm := max(lim.PoolMin, 1)
 	for i := 0; i < warm; i++ {
 		t0 := time.Now()
@@ -199,7 +210,11 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 
 // invokeOn runs a Result-returning export on a specific instance; used for keel_init.
 func (p *Plugin) invokeOn(ctx context.Context, in *instance, ex int, input []byte, cc *wire.CallContext) (*wire.Result, error) {
-	c := &Call{Plugin: p, Context: cc, Logger: p.logger, inst: in}
+	c := &Call{Plugin: p, Context: cc, inst: in}
+	if d, ok := ctx.Deadline(); ok {
+		c.deadline = d
+	}
+	defer c.release()
 	out, err := in.call(context.WithValue(ctx, callKey{}, c), ex, input, p.maxOut)
 	if err != nil {
 		return nil, err
@@ -221,13 +236,15 @@ func (p *Plugin) Digest() string { return p.digest }
 func (p *Plugin) Name() string { return p.manifest.Name }
 
 // acquire borrows an instance, creating one if the pool has room, else waiting for one
-// to be released until ctx is done.
-func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
+// to be released until the deadline or ctx is done.
+func (p *Plugin) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
 	select {
 	case in := <-p.idle:
 		return in, nil
 	default:
 	}
+	ctx, cancel := context.WithDeadline(ctx, deadline) // only on the slow path
+	defer cancel()
 	for {
 		select {
 		case in := <-p.idle:

@@ -126,3 +126,9 @@ func (m *Metrics) FailureCounter(plugin, reason string) prometheus.Counter {
 func (m *Metrics) PoolInUseGauge(plugin, version string) prometheus.Gauge {
 	return m.poolInUse.WithLabelValues(plugin, version)
 }
+
+// CallObserver returns the call-duration histogram of one plugin export, for
+// observing without a label lookup per call.
+func (m *Metrics) CallObserver(plugin, export string) prometheus.Observer {
+	return m.callDuration.WithLabelValues(plugin, export)
+}

@@ -1,0 +1,163 @@
+package keel
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// ---- keel:sql/v1 ---------------------------------------------------------------
+
+type dbAPI struct{}
+
+// DB is the plugin's database: its own PostgreSQL schema, reached inside one
+// transaction per invocation, committed when the handler succeeds (HTTP status below
+// 400, or a nil event handler error) and rolled back otherwise. Rows of tenant tables
+// are filtered to the caller's tenant by the database itself.
+//
+// Arguments may be nil, bool, int, int64, float64, string, []byte or time.Time and
+// are always sent as parameters ($1, $2, ...), never spliced into the SQL.
+var DB dbAPI
+
+// Rows is a query result.
+type Rows struct {
+	Columns []wire.Column
+	Data    [][]any
+	index   map[string]int
+}
+
+// Len is the number of rows.
+func (r *Rows) Len() int { return len(r.Data) }
+
+// Row returns row i.
+func (r *Rows) Row(i int) Row { return Row{r, r.Data[i]} }
+
+// Maps returns the rows as column-name maps, handy for JSON responses.
+func (r *Rows) Maps() []map[string]any {
+	out := make([]map[string]any, len(r.Data))
+	for i, row := range r.Data {
+		m := make(map[string]any, len(r.Columns))
+		for j, c := range r.Columns {
+			m[c.Name] = row[j]
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// Row is one result row.
+type Row struct {
+	rows   *Rows
+	values []any
+}
+
+// Value returns the value of a column by name (nil if NULL or unknown).
+func (r Row) Value(col string) any {
+	if r.rows.index == nil {
+		r.rows.index = map[string]int{}
+		for i, c := range r.rows.Columns {
+			r.rows.index[c.Name] = i
+		}
+	}
+	if i, ok := r.rows.index[col]; ok {
+		return r.values[i]
+	}
+	return nil
+}
+
+// String returns a text column ("" when NULL).
+func (r Row) String(col string) string { s, _ := r.Value(col).(string); return s }
+
+// Int returns an integer column (0 when NULL).
+func (r Row) Int(col string) int64 { n, _ := r.Value(col).(int64); return n }
+
+// Float returns a float column (0 when NULL).
+func (r Row) Float(col string) float64 { f, _ := r.Value(col).(float64); return f }
+
+// Bool returns a boolean column (false when NULL).
+func (r Row) Bool(col string) bool { b, _ := r.Value(col).(bool); return b }
+
+// Time returns a timestamp column (zero when NULL).
+func (r Row) Time(col string) time.Time { t, _ := r.Value(col).(time.Time); return t }
+
+// Bytes returns a bytea column.
+func (r Row) Bytes(col string) []byte { b, _ := r.Value(col).([]byte); return b }
+
+// Query runs a statement that returns rows.
+func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
+	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: sql, Params: args})
+	if err != nil {
+		return nil, fmt.Errorf("keel: DB.Query: %w", err)
+	}
+	out, err := callHost(fnSQLQuery, in)
+	if err != nil {
+		return nil, err
+	}
+	var res wire.SQLResult
+	if err := wire.DecodeSQLResult(out, &res); err != nil {
+		return nil, err
+	}
+	return &Rows{Columns: res.Columns, Data: res.Rows}, nil
+}
+
+// Exec runs a statement and returns the number of rows it affected.
+func (dbAPI) Exec(sql string, args ...any) (int64, error) {
+	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: sql, Params: args})
+	if err != nil {
+		return 0, fmt.Errorf("keel: DB.Exec: %w", err)
+	}
+	out, err := callHost(fnSQLExec, in)
+	if err != nil {
+		return 0, err
+	}
+	f, err := wire.DecodeFields(out)
+	if err != nil {
+		return 0, err
+	}
+	return f.Int(3, 0)
+}
+
+// ---- keel:events/v1 ------------------------------------------------------------
+
+type eventsAPI struct{}
+
+// Events publishes events. Publishing is part of the invocation's unit of work: the
+// event is written to the outbox in the invocation's transaction and delivered only
+// if the handler succeeds; nothing is published for work that rolled back.
+var Events eventsAPI
+
+// PublishOption refines a publish.
+type PublishOption func(*[]byte)
+
+// Key sets the ordering key: events with the same key keep their order.
+func Key(k string) PublishOption { return func(b *[]byte) { *b = wire.AppendString(*b, 3, k) } }
+
+// IdempotencyKey makes publishing idempotent: a second event with the same key from
+// this plugin is dropped.
+func IdempotencyKey(id string) PublishOption {
+	return func(b *[]byte) { *b = wire.AppendString(*b, 5, id) }
+}
+
+// Publish sends payload (encoded as JSON) as an event of type typ on topic, which
+// the manifest must declare under capabilities.publish. It returns the event id.
+func (eventsAPI) Publish(topic, typ string, payload any, opts ...PublishOption) (string, error) {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return "", fmt.Errorf("keel: Events.Publish: payload: %w", err)
+	}
+	b := wire.AppendField(wire.AppendString(wire.AppendString(nil, 1, topic), 2, typ), 4, p)
+	for _, o := range opts {
+		o(&b)
+	}
+	out, err := callHost(fnEventsPublish, b)
+	if err != nil {
+		return "", err
+	}
+	f, err := wire.DecodeFields(out)
+	if err != nil {
+		return "", err
+	}
+	return f.String(5), nil
+}
