@@ -94,12 +94,12 @@ type module struct {
 	secs     []section
 	interval int32
 
-	typeIdx     uint32 // type index of () -> ()
-	numFuncImp  uint32 // function imports before instrumenting
-	numGlobImp  uint32
-	tickIdx     uint32 // function index of tick
-	shift       bool   // tick was added: defined function indices move up by one
-	counterIdx  uint32 // global index of the counter
+	typeIdx    uint32 // type index of () -> ()
+	numFuncImp uint32 // function imports before instrumenting
+	numGlobImp uint32
+	tickIdx    uint32 // function index of tick
+	shift      bool   // tick was added: defined function indices move up by one
+	counterIdx uint32 // global index of the counter
 }
 
 func (m *module) find(id byte) int {
