@@ -219,9 +219,10 @@ func (g *Gateway) api(c *fiber.Ctx) error {
 func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, permission, route, path string, params []wire.KV) (int, error) {
 	req := wire.HTTPRequest{
 		Method: c.Method(), Path: path, Route: route, Params: params,
-		Query: string(c.Request().URI().QueryString()),
-		Body:  c.Body(),
-		Ctx:   wire.CallContext{RequestID: RequestID(c)},
+		Query:   string(c.Request().URI().QueryString()),
+		Body:    c.Body(),
+		Ctx:     wire.CallContext{RequestID: RequestID(c)},
+		Headers: make([]wire.KV, 0, 16),
 	}
 	if !public {
 		if g.cfg.Authenticate == nil {
@@ -245,7 +246,7 @@ func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, perm
 		return 413, Error(c, 413, "payload_too_large", "request body of "+strconv.Itoa(len(req.Body))+" bytes exceeds this plugin's limit of "+strconv.Itoa(lim))
 	}
 	c.Request().Header.VisitAll(func(k, v []byte) {
-		lk := strings.ToLower(string(k))
+		lk := lowerHeader(k)
 		if hopByHop[lk] || lk == "authorization" {
 			return
 		}
@@ -329,4 +330,23 @@ func canonicalMethod(m string) string {
 		return "OPTIONS"
 	}
 	return "OTHER"
+}
+
+// commonHeaders maps the canonical form of frequent header names to lower case, so
+// forwarding them allocates nothing.
+var commonHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, h := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Content-Type", "Content-Length",
+		"User-Agent", "Host", "Origin", "Referer", "X-Request-Id", "X-Forwarded-For", "X-Forwarded-Proto",
+		"Cache-Control", "If-Match", "If-None-Match", "Cookie", "Connection", "Authorization", "Idempotency-Key"} {
+		m[h] = strings.ToLower(h)
+	}
+	return m
+}()
+
+func lowerHeader(k []byte) string {
+	if s, ok := commonHeaders[string(k)]; ok {
+		return s
+	}
+	return strings.ToLower(string(k))
 }

@@ -3,6 +3,7 @@
 package telemetry
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,7 +12,9 @@ import (
 
 // Metrics holds the host's collectors. Create one per process with New.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg           *prometheus.Registry
+	httpCache     sync.Map // httpKey -> *httpSeries
+	inflightCache sync.Map // plugin -> prometheus.Gauge
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -74,10 +77,27 @@ func New() *Metrics {
 // Registry returns the registry for /metrics and for registering further collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// HTTPRequest records one finished HTTP request.
+type httpKey struct{ plugin, route, method, code string }
+
+type httpSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// HTTPRequest records one finished HTTP request. The series handles are cached per
+// label set, because looking labels up costs more than the rest of the accounting.
 func (m *Metrics) HTTPRequest(plugin, route, method, code string, d time.Duration) {
-	m.httpRequests.WithLabelValues(plugin, route, method, code).Inc()
-	m.httpDuration.WithLabelValues(plugin, route, method).Observe(d.Seconds())
+	k := httpKey{plugin, route, method, code}
+	s, ok := m.httpCache.Load(k)
+	if !ok {
+		s, _ = m.httpCache.LoadOrStore(k, &httpSeries{
+			count:    m.httpRequests.WithLabelValues(plugin, route, method, code),
+			duration: m.httpDuration.WithLabelValues(plugin, route, method),
+		})
+	}
+	hs := s.(*httpSeries)
+	hs.count.Inc()
+	hs.duration.Observe(d.Seconds())
 }
 
 // InFlight returns the in-flight gauge of a plugin.
