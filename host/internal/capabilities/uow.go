@@ -83,6 +83,9 @@ func (d *Data) unitOf(call *runtime.Call) (*unit, error) {
 	if !ok {
 		return nil, runtime.Errorf(wire.CodeUnavailable, "no database is configured for plugin %s (set KEEL_DATABASE_URL)", name)
 	}
+	if call.Context.Tenant == "" {
+		return nil, runtime.Errorf(wire.CodeInvalid, "this call acts for no tenant: database access and events are per tenant (authenticate, or send X-Tenant-ID on a public route)")
+	}
 	u := &unit{pdb: pdb, tenant: call.Context.Tenant}
 	call.SetValue(unitKey{}, u)
 	call.OnFinish(u.finish)

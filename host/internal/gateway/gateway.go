@@ -224,7 +224,16 @@ func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, perm
 		Ctx:     wire.CallContext{RequestID: RequestID(c)},
 		Headers: make([]wire.KV, 0, 16),
 	}
-	if !public {
+	if public {
+		// Public routes have no authenticated tenant; a caller may name one, which
+		// scopes what the route's data access can see to that tenant.
+		if t := c.Get("X-Tenant-ID"); t != "" {
+			if !validTenant(t) {
+				return 400, Error(c, 400, "invalid_tenant", "X-Tenant-ID must be 1 to 64 letters, digits, '-', '_' or '.'")
+			}
+			req.Ctx.Tenant = strings.Clone(t)
+		}
+	} else {
 		if g.cfg.Authenticate == nil {
 			return 401, Error(c, 401, "unauthenticated", "this route requires authentication and no token verifier is configured on this host")
 		}
@@ -349,4 +358,17 @@ func lowerHeader(k []byte) string {
 		return s
 	}
 	return strings.ToLower(string(k))
+}
+
+func validTenant(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.') {
+			return false
+		}
+	}
+	return true
 }

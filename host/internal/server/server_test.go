@@ -46,6 +46,7 @@ func startIn(t *testing.T, pluginsDir string, args ...string) (*Server, string) 
 func do(t *testing.T, method, url, body string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("X-Tenant-ID", "acme")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

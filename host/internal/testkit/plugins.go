@@ -40,3 +40,36 @@ func PluginsDir(t testing.TB, dirs ...string) string {
 	}
 	return root
 }
+
+// AddPlugin builds the package at srcDir, lets edit change its manifest (to give it
+// a unique name, say), and writes it with its migrations/ into root.
+func AddPlugin(t testing.TB, root, srcDir string, edit func(*manifest.Manifest)) *manifest.Manifest {
+	t.Helper()
+	wasm, m := Build(t, srcDir)
+	if edit != nil {
+		edit(m)
+		if err := m.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	WritePlugin(t, root, wasm, m)
+	migs := filepath.Join(Root(), srcDir, "migrations")
+	entries, err := os.ReadDir(migs)
+	if err != nil {
+		return m
+	}
+	dst := filepath.Join(root, m.Name, "migrations")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(migs, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}

@@ -1,0 +1,245 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/abi/wire"
+	"github.com/keelhq/keel/bridges/nats"
+	"github.com/keelhq/keel/bridges/postgres/pgtest"
+	"github.com/keelhq/keel/host/internal/testkit"
+)
+
+// database creates a throwaway database and drops it (and the test's plugin roles)
+// at the end.
+func database(t *testing.T, rolePrefix string) string {
+	t.Helper()
+	ctx := context.Background()
+	db, err := pgtest.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Drop(context.Background(), rolePrefix); err != nil {
+			t.Logf("dropping test database: %v", err)
+		}
+	})
+	return db.URL()
+}
+
+// ledger starts a host with the ledger guest under a unique name and returns the
+// server, base URL and the plugin's name.
+func ledger(t *testing.T, args ...string) (*Server, string, string) {
+	t.Helper()
+	name := "ledger-" + pgtest.RandomSuffix(6)
+	url := database(t, "keel_plg_"+strings.ReplaceAll(name, "-", "_"))
+	dir := t.TempDir()
+	testkit.AddPlugin(t, dir, "host/testdata/guests/ledger", func(m *manifest.Manifest) { m.Name = name })
+	s, base := startIn(t, dir, append([]string{"--database-url", url}, args...)...)
+	if s.Plugins().Lookup(name) == nil {
+		t.Fatalf("plugin %s did not activate", name)
+	}
+	return s, base, name
+}
+
+func rows(t *testing.T, body string) []map[string]any {
+	t.Helper()
+	var v []map[string]any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("want a JSON array, got %q", body)
+	}
+	return v
+}
+
+func notes(t *testing.T, base, plugin, path string) []string {
+	t.Helper()
+	s, b, _ := do(t, "GET", base+"/api/"+plugin+path, "")
+	if s != 200 {
+		t.Fatalf("GET %s: %d %s", path, s, b)
+	}
+	var out []string
+	for _, r := range rows(t, b) {
+		out = append(out, fmt.Sprint(r["note"]))
+	}
+	return out
+}
+
+func TestUnitOfWorkCommitsOrRollsBack(t *testing.T) {
+	_, base, name := ledger(t)
+	api := base + "/api/" + name
+
+	if s, b, _ := do(t, "POST", api+"/entries", `{"note":"kept","amount":5}`); s != 201 {
+		t.Fatalf("insert: %d %s", s, b)
+	}
+	if s, b, _ := do(t, "POST", api+"/entries", `{"note":"failed","fail":"error"}`); s != 500 || !strings.Contains(b, "forced") {
+		t.Fatalf("forced error: %d %s", s, b)
+	}
+	if s, b, _ := do(t, "POST", api+"/entries", `{"note":"trapped","fail":"trap"}`); s != 500 || !strings.Contains(b, "plugin_trap") {
+		t.Fatalf("trap: %d %s", s, b)
+	}
+	if got := notes(t, base, name, "/entries"); len(got) != 1 || got[0] != "kept" {
+		t.Fatalf("rows after commit, error and trap: %v (only 'kept' may exist)", got)
+	}
+	// The committed event is delivered to the subscriber; the rolled-back ones never.
+	testkit.WaitFor(t, 15*time.Second, "the committed event to be delivered", func() bool {
+		return len(notes(t, base, name, "/received")) >= 1
+	})
+	time.Sleep(500 * time.Millisecond) // give a wrongly published event time to show up
+	if got := notes(t, base, name, "/received"); len(got) != 1 || got[0] != "kept" {
+		t.Fatalf("received events: %v, want only the committed one", got)
+	}
+}
+
+func TestTenantIsolationAndSchemaIsolation(t *testing.T) {
+	s, base, name := ledger(t)
+	p := s.Plugins().Lookup(name).Plugin
+	call := func(tenant, method, path, body string) *wire.HTTPResponse {
+		t.Helper()
+		resp, err := p.HTTP(context.Background(), &wire.HTTPRequest{Method: method, Path: path, Route: path, Body: []byte(body),
+			Ctx: wire.CallContext{RequestID: "t-" + tenant, Tenant: tenant, Subject: "tester"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, n := range []string{"a1", "a2"} {
+		if r := call("tenant-a", "POST", "/entries", `{"note":"`+n+`"}`); r.Status != 201 {
+			t.Fatalf("insert for A: %d %s", r.Status, r.Body)
+		}
+	}
+	// B's unfiltered statements see and touch nothing of A's.
+	for _, tc := range []struct{ sql, want string }{
+		{`SELECT note FROM entries`, `[]`},
+		{`WITH d AS (DELETE FROM entries RETURNING 1) SELECT count(*) AS n FROM d`, `[{"n":0}]`},
+		{`WITH u AS (UPDATE entries SET note = 'stolen' RETURNING 1) SELECT count(*) AS n FROM u`, `[{"n":0}]`},
+	} {
+		if r := call("tenant-b", "POST", "/sql", tc.sql); r.Status != 200 || string(r.Body) != tc.want {
+			t.Fatalf("as B, %s: %d %s, want %s", tc.sql, r.Status, r.Body, tc.want)
+		}
+	}
+	if r := call("tenant-b", "POST", "/sql", `INSERT INTO entries (tenant_id, note) VALUES ('tenant-a', 'forged') RETURNING id`); r.Status != 500 || !strings.Contains(string(r.Body), "42501") {
+		t.Fatalf("B writing a row for A must be refused by the policy: %d %s", r.Status, r.Body)
+	}
+	if r := call("tenant-a", "GET", "/entries", ""); !strings.Contains(string(r.Body), `"note":"a1"`) || strings.Contains(string(r.Body), "stolen") {
+		t.Fatalf("A's rows changed: %s", r.Body)
+	}
+	// Other schemas and the host's tables are out of reach.
+	for _, sql := range []string{`SELECT * FROM keel_host.outbox`, `SELECT * FROM keel_host.schema_migrations`,
+		`SELECT set_config('app.tenant_id', 'tenant-a', true)`, `CREATE TABLE public.x (a int)`} {
+		r := call("tenant-b", "POST", "/sql", sql)
+		if r.Status != 500 || !strings.Contains(string(r.Body), `"code":"denied"`) {
+			t.Errorf("%s: %d %s, want denied", sql, r.Status, r.Body)
+		}
+	}
+	_ = base
+}
+
+func TestSQLNotDeclaredIsDenied(t *testing.T) {
+	name := "ledger-" + pgtest.RandomSuffix(6)
+	url := database(t, "keel_plg_none")
+	dir := t.TempDir()
+	wasm, m := testkit.Build(t, "host/testdata/guests/ledger")
+	m.Name, m.Capabilities = name, manifest.Capabilities{}
+	testkit.WritePlugin(t, dir, wasm, m)
+	_, base := startIn(t, dir, "--database-url", url)
+	s, b, _ := do(t, "GET", base+"/api/"+name+"/entries", "")
+	if s != 500 || !strings.Contains(b, `"code":"denied"`) || !strings.Contains(b, "does not declare the sql capability") {
+		t.Fatalf("undeclared sql: %d %s", s, b)
+	}
+}
+
+func TestPoisonEventGoesToDLQWhileOthersFlow(t *testing.T) {
+	_, base, name := ledger(t)
+	api := base + "/api/" + name
+	for _, n := range []string{"first", "poison", "after"} {
+		if s, b, _ := do(t, "POST", api+"/entries", `{"note":"`+n+`"}`); s != 201 {
+			t.Fatalf("insert %s: %d %s", n, s, b)
+		}
+	}
+	testkit.WaitFor(t, 30*time.Second, "first, after and the dead-lettered poison", func() bool {
+		got := strings.Join(notes(t, base, name, "/received"), ",")
+		return strings.Contains(got, "first") && strings.Contains(got, "after") && strings.Contains(got, "poison")
+	})
+	s, b, _ := do(t, "GET", api+"/received", "")
+	for _, r := range rows(t, b) {
+		if r["note"] == "poison" && r["topic"] != "ledger.entries.dlq" {
+			t.Fatalf("poison must only arrive through the DLQ: %v", r)
+		}
+		if r["note"] != "poison" && r["topic"] != "ledger.entries" {
+			t.Fatalf("unexpected delivery %v", r)
+		}
+	}
+	_ = s
+	// The subscription group defaults to the manifest's name at validation ("ledger").
+	testkit.WaitFor(t, 5*time.Second, "the dead letter to be counted", func() bool {
+		_, m, _ := do(t, "GET", base+"/metrics", "")
+		return strings.Contains(m, `keel_bus_dead_lettered_total{group="ledger",topic="ledger.entries"} 1`)
+	})
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestEventsSurviveBrokerOutage(t *testing.T) {
+	ns, err := nats.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	proxy := testkit.NewProxy(t, strings.TrimPrefix(ns.ClientURL(), "nats://"))
+	_, base, name := ledger(t, "--nats-url", "nats://"+proxy.Addr())
+	api := base + "/api/" + name
+
+	proxy.Cut()
+	for _, n := range []string{"during-1", "during-2"} {
+		if s, b, _ := do(t, "POST", api+"/entries", `{"note":"`+n+`"}`); s != 201 {
+			t.Fatalf("writes must succeed while the broker is down (outbox): %d %s", s, b)
+		}
+	}
+	time.Sleep(time.Second)
+	if got := notes(t, base, name, "/received"); len(got) != 0 {
+		t.Fatalf("delivered while the broker was down? %v", got)
+	}
+	proxy.Restore()
+	testkit.WaitFor(t, 45*time.Second, "events written during the outage to be delivered", func() bool {
+		return len(notes(t, base, name, "/received")) == 2
+	})
+}
+
+func TestEventsOverKafka(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	addrs := cluster.ListenAddrs()
+	if _, _, err := net.SplitHostPort(addrs[0]); err != nil {
+		t.Fatal(err)
+	}
+	_, base, name := ledger(t, "--kafka-brokers", strings.Join(addrs, ","))
+	api := base + "/api/" + name
+	for _, n := range []string{"k1", "poison", "k2"} {
+		if s, b, _ := do(t, "POST", api+"/entries", `{"note":"`+n+`"}`); s != 201 {
+			t.Fatalf("insert: %d %s", s, b)
+		}
+	}
+	testkit.WaitFor(t, 45*time.Second, "delivery over Kafka, poison through the DLQ", func() bool {
+		got := strings.Join(notes(t, base, name, "/received"), ",")
+		return strings.Contains(got, "k1") && strings.Contains(got, "k2") && strings.Contains(got, "poison")
+	})
+}
