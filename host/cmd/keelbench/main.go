@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	goruntime "runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -31,10 +32,20 @@ func record(name, value, baseline, ratio, target string) {
 }
 
 func main() {
-	only := flag.String("only", "", "comma-separated scenarios to run (roundtrip,http,memory,load); empty: all")
+	only := flag.String("only", "", "comma-separated scenarios to run (roundtrip,http,memory,load,sql,cache,events-nats,events-kafka); empty: all")
 	dur := flag.Duration("duration", 5*time.Second, "duration of each HTTP load phase")
 	conns := flag.Int("connections", 32, "concurrent HTTP connections")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	ctx := context.Background()
 
@@ -57,8 +68,13 @@ func main() {
 	run("http", func() error { return benchHTTP(ctx, logger, *dur, *conns) })
 	run("memory", func() error { return benchMemory(ctx, logger) })
 	run("load", func() error { return benchLoad(ctx, logger) })
+	run("sql", func() error { return benchSQL(ctx, logger) })
+	run("cache", func() error { return benchCache(ctx, logger) })
+	run("events-nats", func() error { return benchEvents(ctx, logger, "NATS JetStream, embedded") })
+	run("events-kafka", func() error { return benchEventsKafka(ctx, logger) })
 	if len(failed) > 0 {
 		fmt.Fprintf(os.Stderr, "\n%d scenario(s) failed:\n  %s\n", len(failed), strings.Join(failed, "\n  "))
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }

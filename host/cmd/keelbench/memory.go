@@ -145,6 +145,21 @@ func pluginsDir(dirs ...string) (string, error) {
 		if err := os.WriteFile(filepath.Join(pd, "plugin.wasm"), wasm, 0o644); err != nil {
 			return "", err
 		}
+		migs := filepath.Join(testkit.Root(), d, "migrations")
+		if entries, err := os.ReadDir(migs); err == nil {
+			if err := os.MkdirAll(filepath.Join(pd, "migrations"), 0o755); err != nil {
+				return "", err
+			}
+			for _, e := range entries {
+				b, err := os.ReadFile(filepath.Join(migs, e.Name()))
+				if err != nil {
+					return "", err
+				}
+				if err := os.WriteFile(filepath.Join(pd, "migrations", e.Name()), b, 0o644); err != nil {
+					return "", err
+				}
+			}
+		}
 	}
 	return root, nil
 }

@@ -307,6 +307,9 @@ func (s *Server) closeDeps() {
 // native baselines).
 func (s *Server) App() *fiber.App { return s.gateway.App() }
 
+// Metrics returns the host's metrics.
+func (s *Server) Metrics() *telemetry.Metrics { return s.metrics }
+
 // Engine returns the wasm engine.
 func (s *Server) Engine() *runtime.Engine { return s.engine }
 

@@ -1,0 +1,48 @@
+// Command data is the benchmark guest for the capabilities: one row by primary key
+// (SQL), one cache read, and publishing and consuming events.
+package main
+
+import (
+	"strconv"
+
+	keel "github.com/keelhq/keel/abi/sdk"
+)
+
+func init() {
+	keel.Handle("GET", "/customers/:id", func(r *keel.Request) *keel.Response {
+		rows, err := keel.DB.Query(`SELECT id, name, email FROM customers WHERE id = $1`, r.Param("id"))
+		if err != nil {
+			return keel.Error(500, "db", err.Error())
+		}
+		if rows.Len() == 0 {
+			return keel.Error(404, "not_found", "no such customer")
+		}
+		row := rows.Row(0)
+		return keel.JSON(200, map[string]string{"id": row.String("id"), "name": row.String("name"), "email": row.String("email")})
+	})
+	keel.Handle("GET", "/cache/:key", func(r *keel.Request) *keel.Response {
+		v, ok, err := keel.Cache.Get(r.Param("key"))
+		if err != nil || !ok {
+			return keel.Error(404, "miss", "not cached")
+		}
+		return keel.Bytes(200, "application/octet-stream", v)
+	})
+	keel.Handle("PUT", "/cache/:key", func(r *keel.Request) *keel.Response {
+		if err := keel.Cache.Set(r.Param("key"), r.Body, keel.Class("default")); err != nil {
+			return keel.Error(500, "cache", err.Error())
+		}
+		return keel.Text(200, "ok")
+	})
+	keel.Handle("POST", "/publish", func(r *keel.Request) *keel.Response {
+		n, _ := strconv.Atoi(r.Query().Get("n"))
+		for i := 0; i < n; i++ {
+			if _, err := keel.Events.Publish("bench.events", "bench.tick", map[string]int{"i": i}); err != nil {
+				return keel.Error(500, "publish", err.Error())
+			}
+		}
+		return keel.Text(200, "published")
+	})
+	keel.OnEvent("bench.events", func(*keel.Event) error { return nil })
+}
+
+func main() {}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/keelhq/keel/abi/wire"
+	"github.com/keelhq/keel/bridges/cache"
+	"github.com/keelhq/keel/bridges/postgres/pgtest"
+	"github.com/keelhq/keel/host/internal/config"
+	"github.com/keelhq/keel/host/internal/server"
+	"github.com/keelhq/keel/host/internal/testkit"
+)
+
+const benchTenant = "bench"
+
+// dataServer starts a host with the bench-data guest on a throwaway database.
+func dataServer(ctx context.Context, logger *slog.Logger, extra ...string) (*server.Server, string, func(), error) {
+	db, err := pgtest.Create(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	pdir, err := pluginsDir("bench/guests/data")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	// A fresh data directory per run (its embedded NATS must start empty), sharing the
+	// compilation cache so that runs measure serving, not compiling.
+	dataDir, err := os.MkdirTemp("", "keelbench-data-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if err := os.MkdirAll(testkit.CacheDir(), 0o755); err != nil {
+		return nil, "", nil, err
+	}
+	if err := os.Symlink(testkit.CacheDir(), filepath.Join(dataDir, "compile-cache")); err != nil {
+		return nil, "", nil, err
+	}
+	args := append([]string{"--http-addr", "127.0.0.1:0", "--data-dir", dataDir,
+		"--plugins-dir", pdir, "--access-log=false", "--log-level", "error", "--database-url", db.URL()}, extra...)
+	cfg, err := config.Load(nil, args)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	srv, err := server.New(ctx, cfg, logger)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return nil, "", nil, err
+	}
+	if srv.Plugins().Lookup("bench-data") == nil {
+		return nil, "", nil, fmt.Errorf("bench-data plugin did not activate")
+	}
+	stop := func() {
+		srv.Shutdown(context.Background())
+		db.Drop(context.Background(), "keel_plg_bench_data")
+		os.RemoveAll(dataDir)
+	}
+	return srv, db.URL(), stop, nil
+}
+
+func pluginCall(ctx context.Context, srv *server.Server, method, path, route string, params []wire.KV) (*wire.HTTPResponse, error) {
+	p := srv.Plugins().Lookup("bench-data").Plugin
+	return p.HTTP(ctx, &wire.HTTPRequest{Method: method, Path: path, Route: route, Params: params,
+		Ctx: wire.CallContext{RequestID: "bench", Tenant: benchTenant, Subject: "bench"}}, nil)
+}
+
+// timePair runs a and b alternately n times after a warm-up and returns their
+// medians and means. Interleaving makes both see the same machine, which matters on a
+// shared, noisy host more than any other precaution.
+func timePair(n int, a, b func(i int) error) (ma, mb, meanA, meanB time.Duration, err error) {
+	for i := 0; i < n/3; i++ {
+		if err := a(i); err != nil {
+			return 0, 0, 0, 0, err
+		}
+		if err := b(i); err != nil {
+			return 0, 0, 0, 0, err
+		}
+	}
+	la, lb := make([]time.Duration, n), make([]time.Duration, n)
+	var ta, tb time.Duration
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if err := a(i); err != nil {
+			return 0, 0, 0, 0, err
+		}
+		t1 := time.Now()
+		if err := b(i); err != nil {
+			return 0, 0, 0, 0, err
+		}
+		la[i], lb[i] = t1.Sub(t0), time.Since(t1)
+		ta, tb = ta+la[i], tb+lb[i]
+	}
+	sortDurations(la)
+	sortDurations(lb)
+	return percentile(la, 50), percentile(lb, 50), ta / time.Duration(n), tb / time.Duration(n), nil
+}
+
+// timeN runs f n times after a warm-up and returns the median and mean.
+func timeN(n int, f func(i int) error) (median, mean time.Duration, err error) {
+	for i := 0; i < n/3; i++ {
+		if err := f(i); err != nil {
+			return 0, 0, err
+		}
+	}
+	lat := make([]time.Duration, n)
+	start := time.Now()
+	for i := range lat {
+		t0 := time.Now()
+		if err := f(i); err != nil {
+			return 0, 0, err
+		}
+		lat[i] = time.Since(t0)
+	}
+	total := time.Since(start)
+	sortDurations(lat)
+	return percentile(lat, 50), total / time.Duration(n), nil
+}
+
+// benchSQL compares reading one customer by id through the SQL capability (a plugin
+// call: transaction with the tenant set, query, commit) with the same transaction
+// done by pgx in the host.
+func benchSQL(ctx context.Context, logger *slog.Logger) error {
+	srv, url, stop, err := dataServer(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `INSERT INTO plg_bench_data.customers (id, tenant_id, name, email)
+		SELECT 'c' || g, $1, 'Customer ' || g, 'c' || g || '@example.com' FROM generate_series(1, 1000) g`, benchTenant); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	const n = 3000
+	plugin := func(i int) error {
+		id := fmt.Sprintf("c%d", i%1000+1)
+		r, err := pluginCall(ctx, srv, "GET", "/customers/"+id, "/customers/:id", []wire.KV{{Name: "id", Value: id}})
+		if err != nil {
+			return err
+		}
+		if r.Status != 200 {
+			return fmt.Errorf("plugin: %d %s", r.Status, r.Body)
+		}
+		return nil
+	}
+	sameWork := func(i int) error {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('role', 'keel_plg_bench_data', true), set_config('app.tenant_id', $1, true)`, benchTenant)
+		var id, name, email string
+		b.Queue(`SELECT id, name, email FROM plg_bench_data.customers WHERE id = $1`, fmt.Sprintf("c%d", i%1000+1)).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&id, &name, &email)
+		})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	}
+	bare := func(i int) error {
+		var id, name, email string
+		return pool.QueryRow(ctx, `SELECT id, name, email FROM plg_bench_data.customers WHERE tenant_id = $1 AND id = $2`,
+			benchTenant, fmt.Sprintf("c%d", i%1000+1)).Scan(&id, &name, &email)
+	}
+	pm, sm, pmean, smean, err := timePair(n, plugin, sameWork)
+	if err != nil {
+		return err
+	}
+	bm, _, err := timeN(n, bare)
+	if err != nil {
+		return err
+	}
+	record("SQL by id through the capability, median", us(pm), "pgx same tx "+us(sm), fmt.Sprintf("%.2f×", float64(sm)/float64(pm)), "≥ 0.8×")
+	record("SQL by id, mean (ops/s)", fmt.Sprintf("%.0f/s", 1/pmean.Seconds()), fmt.Sprintf("%.0f/s", 1/smean.Seconds()), fmt.Sprintf("%.2f×", float64(smean)/float64(pmean)), "")
+	record("  (reference: bare pgx QueryRow, no tx, no RLS)", "", us(bm), fmt.Sprintf("%.2f×", float64(bm)/float64(pm)), "")
+	return nil
+}
+
+// benchCache compares a cache read through the capability (Redis behind the host)
+// with a go-redis GET of the same key from the host.
+func benchCache(ctx context.Context, logger *slog.Logger) error {
+	srv, _, stop, err := dataServer(ctx, logger, "--redis-url", "redis://127.0.0.1:6379/0")
+	if err != nil {
+		return err
+	}
+	defer stop()
+	key := "bench-" + pgtest.RandomSuffix(6)
+	val := strings.Repeat("v", 1024)
+	p := srv.Plugins().Lookup("bench-data").Plugin
+	r, err := p.HTTP(ctx, &wire.HTTPRequest{Method: "PUT", Path: "/cache/" + key, Route: "/cache/:key", Params: []wire.KV{{Name: "key", Value: key}},
+		Body: []byte(val), Ctx: wire.CallContext{Tenant: benchTenant}}, nil)
+	if err != nil || r.Status != 200 {
+		return fmt.Errorf("cache set: %v %v", r, err)
+	}
+	rc := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379"})
+	defer rc.Close()
+	full := cache.Key("bench-data", benchTenant, key)
+	const n = 5000
+	pm, dm, _, _, err := timePair(n, func(int) error {
+		r, err := pluginCall(ctx, srv, "GET", "/cache/"+key, "/cache/:key", []wire.KV{{Name: "key", Value: key}})
+		if err != nil {
+			return err
+		}
+		if r.Status != 200 || len(r.Body) != 1024 {
+			return fmt.Errorf("cache get through plugin: %d", r.Status)
+		}
+		return nil
+	}, func(int) error {
+		v, err := rc.Get(ctx, full).Bytes()
+		if err == nil && len(v) != 1024 {
+			err = fmt.Errorf("direct get: %d bytes", len(v))
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	record("cache GET 1 KiB through the capability, median", us(pm), "go-redis "+us(dm), fmt.Sprintf("%.2f×", float64(dm)/float64(pm)), "≥ 0.7×")
+	return nil
+}
+
+// benchEvents measures events published through the host (outbox, relay, broker) and
+// consumed by a subscribing plugin, per second, end to end.
+func benchEvents(ctx context.Context, logger *slog.Logger, name string, extra ...string) error {
+	srv, _, stop, err := dataServer(ctx, logger, extra...)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	delivered := func() float64 {
+		mfs, _ := srv.Metrics().Registry().Gather()
+		var sum float64
+		for _, mf := range mfs {
+			if mf.GetName() == "keel_bus_delivered_total" {
+				for _, m := range mf.Metric {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return sum
+	}
+	const calls, per = 20, 250
+	start := time.Now()
+	for i := 0; i < calls; i++ {
+		r, err := srv.Plugins().Lookup("bench-data").Plugin.HTTP(ctx, &wire.HTTPRequest{Method: "POST", Path: "/publish", Route: "/publish",
+			Query: fmt.Sprintf("n=%d", per), Ctx: wire.CallContext{Tenant: benchTenant}}, nil)
+		if err != nil || r.Status != 200 {
+			return fmt.Errorf("publish: %v %v", r, err)
+		}
+	}
+	published := time.Since(start)
+	deadline := time.Now().Add(2 * time.Minute)
+	for delivered() < calls*per {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %.0f of %d events delivered", delivered(), calls*per)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	total := time.Since(start)
+	record(fmt.Sprintf("events published+consumed through the host (%s)", name), fmt.Sprintf("%.0f events/s", calls*per/total.Seconds()),
+		fmt.Sprintf("publish alone %.0f/s", calls*per/published.Seconds()), "", "")
+	return nil
+}
+
+func benchEventsKafka(ctx context.Context, logger *slog.Logger) error {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	return benchEvents(ctx, logger, "Kafka, kfake in-process", "--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","))
+}
