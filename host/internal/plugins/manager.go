@@ -33,6 +33,7 @@ type Generation struct {
 	Routes    *router.Table
 	Activated time.Time
 	Source    string // where it was loaded from (a path or "upload")
+	Digest    string // bundle digest, empty when loaded from a directory
 	Stats     runtime.LoadStats
 }
 
@@ -68,6 +69,9 @@ type Source struct {
 	Migrations fs.FS
 	// Origin says where it came from (a directory, a bundle digest), for logs.
 	Origin string
+	// Digest identifies the bundle (empty for plugin directories), so that hosts can
+	// tell whether they run what the registry says is active.
+	Digest string
 }
 
 // Hooks let the host prepare capabilities for a version before it takes traffic and
@@ -150,7 +154,7 @@ func (m *Manager) Activate(ctx context.Context, src Source) (*Generation, error)
 		_ = p.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("plugin %s@%s: health check before activation: %w", man.Name, man.Version, err)
 	}
-	g := &Generation{Plugin: p, Routes: router.New(man.Routes), Activated: time.Now(), Source: source, Stats: stats}
+	g := &Generation{Plugin: p, Routes: router.New(man.Routes), Activated: time.Now(), Source: source, Digest: src.Digest, Stats: stats}
 	old := s.active.Swap(g)
 	if old != nil {
 		m.retire(old)
