@@ -77,6 +77,12 @@ func (c Call) Tenant() string { return c.c.Tenant }
 // Subject is the authenticated user or service; empty for unauthenticated routes.
 func (c Call) Subject() string { return c.c.Subject }
 
+// Plugin and Version name the plugin version serving the call.
+func (c Call) Plugin() string { return c.c.Plugin }
+
+// Version is the version of the plugin serving the call.
+func (c Call) Version() string { return c.c.Version }
+
 // Permissions lists the caller's permissions.
 func (c Call) Permissions() []string { return c.c.Permissions }
 

@@ -24,7 +24,7 @@ func init() {
 func hello(r *keel.Request) *keel.Response {
 	name := r.Param("name")
 	keel.Log.Info("greeting", "name", name)
-	return keel.JSON(200, map[string]string{"hello": name, "request_id": r.Call().RequestID()})
+	return keel.JSON(200, map[string]string{"hello": name, "version": r.Call().Version(), "request_id": r.Call().RequestID()})
 }
 
 // echo returns the JSON body it was sent, after checking that it is JSON.

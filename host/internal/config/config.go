@@ -32,6 +32,9 @@ type Config struct {
 	AccessLog       bool
 	MaxBodyBytes    int
 	ShutdownTimeout time.Duration
+	TrustedKeys     string
+	DevMode         bool
+	HostID          string
 }
 
 type setting struct {
@@ -123,6 +126,22 @@ var settings = []setting{
 			return errors.New("want an integer between 1024 and 1073741824")
 		}
 		c.MaxBodyBytes = n
+		return nil
+	}},
+	{"KEEL_TRUSTED_KEYS", "trusted-keys", "", "file or directory of ed25519 public keys (PEM) trusted to sign plugin bundles", false, func(c *Config, v string) error {
+		c.TrustedKeys = v
+		return nil
+	}},
+	{"KEEL_DEV_MODE", "dev-mode", "false", "development: accept unsigned plugin bundles", false, func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.DevMode = b
+		return err
+	}},
+	{"KEEL_HOST_ID", "host-id", "", "this host's name in the registry and dashboard (default: the machine's host name)", false, func(c *Config, v string) error {
+		if v == "" {
+			v, _ = os.Hostname()
+		}
+		c.HostID = v
 		return nil
 	}},
 	{"KEEL_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long SIGTERM waits for in-flight requests", false, func(c *Config, v string) error {

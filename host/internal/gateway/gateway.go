@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/keelhq/keel/abi/wire"
 	"github.com/keelhq/keel/host/internal/health"
@@ -60,7 +61,9 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg}
 	g.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 	g.app = fiber.New(fiber.Config{
-		BodyLimit:             cfg.MaxBodyBytes,
+		// Large enough for a plugin bundle upload; /api requests are held to
+		// MaxBodyBytes by the gateway itself.
+		BodyLimit:             max(cfg.MaxBodyBytes, MaxUploadBytes),
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          60 * time.Second,
 		IdleTimeout:           120 * time.Second,
@@ -68,6 +71,10 @@ func New(cfg Config) *Gateway {
 		ErrorHandler:          g.errorHandler,
 		ReadBufferSize:        16 << 10,
 	})
+	// A client that asks before sending (Expect: 100-continue) learns that a body is
+	// too large from its Content-Length, instead of having the connection reset mid-upload.
+	limit := max(cfg.MaxBodyBytes, MaxUploadBytes)
+	g.app.Server().ContinueHandler = func(h *fasthttp.RequestHeader) bool { return h.ContentLength() <= limit }
 	g.app.Use(g.requestID)
 	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	g.app.Get("/readyz", g.readyz)
@@ -77,6 +84,9 @@ func New(cfg Config) *Gateway {
 	g.app.All("/api/:plugin/*", g.api)
 	return g
 }
+
+// MaxUploadBytes bounds any request body, a plugin bundle upload included.
+const MaxUploadBytes = 65 << 20
 
 // App exposes the fiber app so that the admin API can mount its routes on it and
 // tests can call app.Test.
@@ -250,6 +260,9 @@ func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, perm
 			return 403, Error(c, 403, "forbidden", "this route requires the permission "+strconv.Quote(permission))
 		}
 		req.Ctx.Tenant, req.Ctx.Subject, req.Ctx.Permissions = p.Tenant, p.Subject, p.Permissions
+	}
+	if len(req.Body) > g.cfg.MaxBodyBytes {
+		return 413, Error(c, 413, "payload_too_large", "request body of "+strconv.Itoa(len(req.Body))+" bytes exceeds the host's limit of "+strconv.Itoa(g.cfg.MaxBodyBytes))
 	}
 	if lim := gen.Manifest().Limits.MaxRequestBytes; len(req.Body) > lim {
 		return 413, Error(c, 413, "payload_too_large", "request body of "+strconv.Itoa(len(req.Body))+" bytes exceeds this plugin's limit of "+strconv.Itoa(lim))

@@ -3,11 +3,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -21,8 +24,10 @@ import (
 	"github.com/keelhq/keel/bridges/nats"
 	"github.com/keelhq/keel/bridges/postgres"
 	"github.com/keelhq/keel/bridges/redis"
+	"github.com/keelhq/keel/host/internal/admin"
 	"github.com/keelhq/keel/host/internal/capabilities"
 	"github.com/keelhq/keel/host/internal/config"
+	"github.com/keelhq/keel/host/internal/deploy"
 	"github.com/keelhq/keel/host/internal/events"
 	"github.com/keelhq/keel/host/internal/gateway"
 	"github.com/keelhq/keel/host/internal/health"
@@ -30,6 +35,8 @@ import (
 	"github.com/keelhq/keel/host/internal/runtime"
 	"github.com/keelhq/keel/host/internal/telemetry"
 	hostmigrations "github.com/keelhq/keel/migrations/host"
+	"github.com/keelhq/keel/plugin-registry/bundle"
+	"github.com/keelhq/keel/plugin-registry/store"
 )
 
 // Server is one running host.
@@ -44,13 +51,17 @@ type Server struct {
 	ln      net.Listener
 	served  chan error
 
-	db       *postgres.DB
-	data     *capabilities.Data
-	events   *events.Events
-	config   *capabilities.Config
-	pmetrics *capabilities.Metrics
-	http     *capabilities.HTTP
-	closers  []func() error
+	db         *postgres.DB
+	store      *store.Store
+	deployer   *deploy.Deployer
+	trusted    []ed25519.PublicKey
+	stopFollow func()
+	data       *capabilities.Data
+	events     *events.Events
+	config     *capabilities.Config
+	pmetrics   *capabilities.Metrics
+	http       *capabilities.HTTP
+	closers    []func() error
 }
 
 // New builds a server from cfg and connects to its dependencies. Nothing listens
@@ -147,14 +158,19 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		}
 		return out
 	})
-	for name, check := range deps {
-		chk.AddDependency(name, check)
-	}
 	gw := gateway.New(gateway.Config{
 		Plugins: mgr, Health: chk, Metrics: m, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AccessLog: cfg.AccessLog,
 	})
 	s.plugins, s.health, s.gateway = mgr, chk, gw
+	if err := s.openRegistry(ctx, deps); err != nil {
+		return nil, err
+	}
+	for name, check := range deps {
+		chk.AddDependency(name, check)
+	}
+	admin.Mount(gw.App(), admin.Config{Token: cfg.AdminToken, Deployer: s.deployer, Store: s.store, Plugins: mgr,
+		Logger: logger, HostID: cfg.HostID, Started: time.Now()})
 	ok = true
 	return s, nil
 }
@@ -198,6 +214,31 @@ func (s *Server) prepare(ctx context.Context, src *plugins.Source) error {
 		}
 	}
 	return s.pmetrics.Register(m)
+}
+
+// openRegistry opens the plugin registry (with a database) and the deployer that
+// follows it.
+func (s *Server) openRegistry(ctx context.Context, deps map[string]health.Check) error {
+	var trusted []ed25519.PublicKey
+	if s.cfg.TrustedKeys != "" {
+		keys, err := bundle.LoadTrustedKeys(s.cfg.TrustedKeys)
+		if err != nil {
+			return fmt.Errorf("trusted keys: %w", err)
+		}
+		trusted = keys
+	}
+	s.trusted = trusted
+	if s.db == nil {
+		return nil
+	}
+	st, err := store.Open(ctx, s.cfg.DatabaseURL, store.WithLogger(s.logger))
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	s.closers = append(s.closers, func() error { st.Close(); return nil })
+	s.store = st
+	s.deployer = deploy.New(deploy.Config{Store: st, Plugins: s.plugins, Logger: s.logger, TrustedKeys: trusted, AllowUnsigned: s.cfg.DevMode})
+	return nil
 }
 
 // openDatabase connects to PostgreSQL and applies the host's migrations.
@@ -338,7 +379,19 @@ func (s *Server) Start(ctx context.Context) error {
 		if err := s.plugins.LoadDir(ctx, s.cfg.PluginsDir); err != nil {
 			s.logger.Error("some plugins failed to load; the others are serving", "err", err)
 		}
+		if err := s.bootBundles(ctx); err != nil {
+			s.logger.Error("some bundles failed to load; the others are serving", "err", err)
+		}
 		s.logger.Info("boot plugins loaded", "count", len(s.plugins.List()), "ms", time.Since(t0).Milliseconds())
+	}
+	if s.deployer != nil {
+		if err := s.deployer.Reconcile(ctx); err != nil {
+			s.logger.Error("initial reconcile with the registry", "err", err)
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.deployer.Run(rctx) }()
+		s.stopFollow = func() { cancel(); <-done }
 	}
 	s.health.SetStarted()
 	s.logger.Info("keel serving", "addr", ln.Addr().String())
@@ -352,6 +405,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	if err := s.gateway.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if s.stopFollow != nil {
+		s.stopFollow()
 	}
 	if s.events != nil {
 		s.events.Close() // stop consuming before the plugins that handle events close
@@ -369,5 +425,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.logger.Info("shutdown complete")
+	return errors.Join(errs...)
+}
+
+// bootBundles loads the *.keel bundles of the plugins directory: through the registry
+// when there is one (uploaded, and activated if their plugin has no active version),
+// otherwise straight into the plugin manager after verification.
+func (s *Server) bootBundles(ctx context.Context) error {
+	paths, err := filepath.Glob(filepath.Join(s.cfg.PluginsDir, "*"+bundle.Ext))
+	if err != nil || len(paths) == 0 {
+		return err
+	}
+	raws := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		raws[p] = b
+	}
+	if s.deployer != nil {
+		return s.deployer.Boot(ctx, raws)
+	}
+	var errs []error
+	for p, raw := range raws {
+		b, err := bundle.Read(bytes.NewReader(raw), bundle.ReadOptions{TrustedKeys: s.trusted, AllowUnsigned: s.cfg.DevMode, MaxABI: manifest.CurrentABI})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		if len(b.Migrations()) > 0 {
+			errs = append(errs, fmt.Errorf("%s: has migrations, which need KEEL_DATABASE_URL", p))
+			continue
+		}
+		if _, err := s.plugins.Activate(ctx, plugins.Source{Manifest: b.Manifest(), Wasm: b.Wasm(), Origin: p}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		}
+	}
 	return errors.Join(errs...)
 }
