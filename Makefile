@@ -5,8 +5,13 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PLUGINS := $(patsubst plugins/%/manifest.json,%,$(wildcard plugins/*/manifest.json))
 export KEEL_PLUGINS_DIR ?= $(CURDIR)/dist
 export KEEL_DATA_DIR ?= $(CURDIR)/.keel
+# Development signing key: make plugins creates it, make run trusts it.
+DEV_KEY := $(CURDIR)/.keel/dev-signing
+export KEEL_TRUSTED_KEYS ?= $(DEV_KEY).pub
+# The local PostgreSQL (started by .ci/services); its "keel" database is created if missing.
+LOCAL_DB := postgres://postgres@127.0.0.1:5432/keel?sslmode=disable
 
-.PHONY: all build plugins run test test-short check bench services clean help
+.PHONY: all build plugins run dev test test-short check bench services clean help
 
 all: build plugins
 
@@ -19,19 +24,34 @@ help:
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/keel ./host/cmd/keel
 
-# Each plugins/<name> becomes dist/<name>/{plugin.wasm,manifest.json}.
-plugins: $(addprefix dist/,$(addsuffix /plugin.wasm,$(PLUGINS)))
+# Each plugins/<name> (with migrations/<name>, if any) becomes a signed bundle dist/<name>.keel.
+plugins: build $(DEV_KEY).key
+	@mkdir -p dist
+	@for p in $(PLUGINS); do ./bin/keel plugin build -dir plugins/$$p -key $(DEV_KEY).key -out dist/$$p.keel || exit 1; done
 
-dist/%/plugin.wasm: FORCE
-	@mkdir -p dist/$*
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o dist/$*/plugin.wasm ./plugins/$*
-	@cp plugins/$*/manifest.json dist/$*/manifest.json
+$(DEV_KEY).key:
+	@mkdir -p .keel
+	./bin/keel plugin keygen -out $(DEV_KEY)
 
-FORCE:
-
+# run uses the local PostgreSQL when it is reachable (registry, SQL, events outbox),
+# and says so in one line when it is not; KEEL_* variables from the environment win.
 run: build plugins
 	@.ci/services --optional
-	./bin/keel serve
+	@if [ -z "$$KEEL_DATABASE_URL" ] && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
+		psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='keel'" | grep -q 1 || \
+			psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE keel" ; \
+		export KEEL_DATABASE_URL='$(LOCAL_DB)'; \
+	elif [ -z "$$KEEL_DATABASE_URL" ]; then \
+		echo "keel: no PostgreSQL on 127.0.0.1:5432; running without the registry, SQL and events"; \
+	fi; exec ./bin/keel serve
+
+# dev runs the host and hot-swaps a plugin whenever its source changes.
+dev: build plugins
+	@.ci/services --optional
+	@export KEEL_DEV_MODE=true KEEL_ADMIN_TOKEN=$${KEEL_ADMIN_TOKEN:-dev-admin-token-change-me} KEEL_DATABASE_URL=$${KEEL_DATABASE_URL:-$(LOCAL_DB)}; \
+		psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='keel'" | grep -q 1 || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE keel"; \
+		./bin/keel serve & host=$$!; trap "kill $$host" EXIT INT TERM; \
+		addr=$${KEEL_HTTP_ADDR:-:8080}; ./bin/keel plugin watch -key $(DEV_KEY).key -url http://127.0.0.1:$${addr##*:}
 
 services:
 	.ci/services

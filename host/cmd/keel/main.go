@@ -1,6 +1,8 @@
 // Command keel is the Keel host and its operator tool.
 //
 //	keel serve [flags]     run the host (settings from KEEL_* variables or flags)
+//	keel plugin ...        keygen, build, sign, push, list, activate, rollback, deactivate
+//	keel migrate           apply the host's database migrations
 //	keel version           print the version and ABI level
 package main
 
@@ -33,6 +35,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "plugin":
+		return pluginCmd(args[1:], stdout, stderr)
+	case "migrate":
+		return migrateCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "keel %s (ABI level %d)\n", version, manifest.CurrentABI)
 		return 0
@@ -47,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "usage: keel <command>\n\ncommands:\n  serve     run the host\n  version   print the version\n\nserve settings:\n%s", config.Usage())
+	fmt.Fprintf(w, "usage: keel <command>\n\ncommands:\n  serve     run the host\n  plugin    build, sign, push and operate plugins (keel plugin help)\n  migrate   apply the host's database migrations\n  version   print the version\n\nserve settings:\n%s", config.Usage())
 }
 
 func serve(args []string, stderr io.Writer) int {
