@@ -348,6 +348,9 @@ func (s *Server) closeDeps() {
 // native baselines).
 func (s *Server) App() *fiber.App { return s.gateway.App() }
 
+// Deployer returns the registry deployer, nil without a database.
+func (s *Server) Deployer() *deploy.Deployer { return s.deployer }
+
 // Metrics returns the host's metrics.
 func (s *Server) Metrics() *telemetry.Metrics { return s.metrics }
 
