@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -22,6 +23,7 @@ type Engine struct {
 	metrics *telemetry.Metrics
 	funcs   []HostFunc
 
+	cacheDir     string
 	mu           sync.Mutex
 	closed       bool
 	instrumented map[string][]byte // digest -> instrumented module
@@ -69,7 +71,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		seen[k] = true
 	}
-	return &Engine{cache: cache, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs, instrumented: map[string][]byte{}}, nil
+	return &Engine{cache: cache, cacheDir: cfg.CacheDir, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs, instrumented: map[string][]byte{}}, nil
 }
 
 // Metrics returns the engine's metrics.
@@ -96,10 +98,30 @@ func (e *Engine) instrument(wasm []byte) ([]byte, error) {
 		return b, nil
 	}
 	e.mu.Unlock()
+	// The instrumented module is kept on disk beside wazero's compilation cache, so a
+	// restarted host neither re-instruments nor recompiles.
+	var path string
+	if e.cacheDir != "" {
+		path = filepath.Join(e.cacheDir, "preempt", fmt.Sprintf("%s-%d.wasm", d, preempt.DefaultInterval))
+		if b, err := os.ReadFile(path); err == nil {
+			e.remember(d, b)
+			return b, nil
+		}
+	}
 	b, err := preempt.Instrument(wasm, preempt.DefaultInterval)
 	if err != nil {
 		return nil, err
 	}
+	if path != "" {
+		if err := writeFileAtomic(path, b); err != nil {
+			e.logger.Warn("caching an instrumented module", "err", err)
+		}
+	}
+	e.remember(d, b)
+	return b, nil
+}
+
+func (e *Engine) remember(d string, b []byte) {
 	e.mu.Lock()
 	if len(e.instrumented) >= 64 { // bound the memo; versions come and go
 		for k := range e.instrumented {
@@ -109,7 +131,17 @@ func (e *Engine) instrument(wasm []byte) ([]byte, error) {
 	}
 	e.instrumented[d] = b
 	e.mu.Unlock()
-	return b, nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // Digest returns the hex SHA-256 of a module, the identity of a plugin build.

@@ -89,7 +89,8 @@ func load() *site {
 
 func newAsset(name string, b []byte) *asset {
 	sum := sha256.Sum256(b)
-	a := &asset{body: b, contentType: contentType(name), etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+	// Weak, because the gzipped and the plain body share it.
+	a := &asset{body: b, contentType: contentType(name), etag: `W/"` + hex.EncodeToString(sum[:8]) + `"`}
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	zw.Write(b)
