@@ -83,6 +83,9 @@ func (c Call) Plugin() string { return c.c.Plugin }
 // Version is the version of the plugin serving the call.
 func (c Call) Version() string { return c.c.Version }
 
+// Session is the authenticated session id (the access token's sid); empty on public routes.
+func (c Call) Session() string { return c.c.Session }
+
 // Permissions lists the caller's permissions.
 func (c Call) Permissions() []string { return c.c.Permissions }
 

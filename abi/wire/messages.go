@@ -18,6 +18,8 @@ type CallContext struct {
 	Deadline int64
 	Plugin   string
 	Version  string
+	// Session is the authenticated session (the token's sid), for logout and audit.
+	Session string
 }
 
 // Field tags of CallContext.
@@ -29,6 +31,7 @@ const (
 	ctxDeadline   = 5
 	ctxPlugin     = 6
 	ctxVersion    = 7
+	ctxSession    = 8
 )
 
 // AppendCallContext appends c as a nested field with the given tag.
@@ -55,7 +58,11 @@ func AppendCallContextFields(dst []byte, c *CallContext) []byte {
 		dst = AppendInt(dst, ctxDeadline, c.Deadline)
 	}
 	dst = AppendString(dst, ctxPlugin, c.Plugin)
-	return AppendString(dst, ctxVersion, c.Version)
+	dst = AppendString(dst, ctxVersion, c.Version)
+	if c.Session != "" {
+		dst = AppendString(dst, ctxSession, c.Session)
+	}
+	return dst
 }
 
 // DecodeCallContext decodes a CallContext from a nested field's value.
@@ -80,6 +87,8 @@ func DecodeCallContext(b []byte, c *CallContext) error {
 			c.Plugin = string(v)
 		case ctxVersion:
 			c.Version = string(v)
+		case ctxSession:
+			c.Session = string(v)
 		}
 	}
 	return wrap("call context", r.Err())
@@ -242,6 +251,8 @@ func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 			c.Plugin = intern(InternPlugin, v)
 		case ctxVersion:
 			c.Version = intern(InternVersion, v)
+		case ctxSession:
+			c.Session = string(v)
 		}
 	}
 	return wrap("call context", r.Err())
