@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,7 @@ type Config struct {
 	MaxBodyBytes    int
 	ShutdownTimeout time.Duration
 	TrustedKeys     string
+	JWTPublicKey    string
 	DevMode         bool
 	HostID          string
 }
@@ -130,6 +132,16 @@ var settings = []setting{
 	}},
 	{"KEEL_TRUSTED_KEYS", "trusted-keys", "", "file or directory of ed25519 public keys (PEM) trusted to sign plugin bundles", false, func(c *Config, v string) error {
 		c.TrustedKeys = v
+		return nil
+	}},
+	{"KEEL_JWT_PUBLIC_KEY", "jwt-public-key", "", "standard base64 of the Ed25519 public key that verifies access tokens (unset: non-public routes answer 401)", false, func(c *Config, v string) error {
+		if v != "" {
+			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+			if err != nil || len(b) != 32 {
+				return errors.New("want standard base64 of a 32-byte Ed25519 public key")
+			}
+		}
+		c.JWTPublicKey = v
 		return nil
 	}},
 	{"KEEL_DEV_MODE", "dev-mode", "false", "development: accept unsigned plugin bundles", false, func(c *Config, v string) error {

@@ -43,8 +43,13 @@ type Config struct {
 type Principal struct {
 	Tenant      string
 	Subject     string
+	Session     string
 	Permissions []string
 }
+
+// ErrAuthUnavailable is returned by Authenticate when credentials cannot be checked
+// right now (the gateway answers 503, not 401).
+var ErrAuthUnavailable = errors.New("authentication unavailable")
 
 // Gateway serves HTTP.
 type Gateway struct {
@@ -248,6 +253,9 @@ func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, perm
 			return 401, Error(c, 401, "unauthenticated", "this route requires authentication and no token verifier is configured on this host")
 		}
 		p, err := g.cfg.Authenticate(c)
+		if errors.Is(err, ErrAuthUnavailable) {
+			return 503, Error(c, 503, "auth_unavailable", "credentials cannot be checked right now; retry")
+		}
 		if err != nil || p == nil {
 			msg := "missing or invalid access token"
 			if err != nil {
@@ -259,7 +267,7 @@ func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, perm
 		if permission != "" && !hasPermission(p.Permissions, permission) {
 			return 403, Error(c, 403, "forbidden", "this route requires the permission "+strconv.Quote(permission))
 		}
-		req.Ctx.Tenant, req.Ctx.Subject, req.Ctx.Permissions = p.Tenant, p.Subject, p.Permissions
+		req.Ctx.Tenant, req.Ctx.Subject, req.Ctx.Permissions, req.Ctx.Session = p.Tenant, p.Subject, p.Permissions, p.Session
 	}
 	if len(req.Body) > g.cfg.MaxBodyBytes {
 		return 413, Error(c, 413, "payload_too_large", "request body of "+strconv.Itoa(len(req.Body))+" bytes exceeds the host's limit of "+strconv.Itoa(g.cfg.MaxBodyBytes))

@@ -12,9 +12,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelhq/keel/abi/manifest"
 	"github.com/keelhq/keel/bridges/bus"
@@ -25,6 +28,7 @@ import (
 	"github.com/keelhq/keel/bridges/postgres"
 	"github.com/keelhq/keel/bridges/redis"
 	"github.com/keelhq/keel/host/internal/admin"
+	"github.com/keelhq/keel/host/internal/authn"
 	"github.com/keelhq/keel/host/internal/capabilities"
 	"github.com/keelhq/keel/host/internal/config"
 	"github.com/keelhq/keel/host/internal/deploy"
@@ -158,9 +162,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		}
 		return out
 	})
+	authenticate, err := s.authenticator(ctx)
+	if err != nil {
+		return nil, err
+	}
 	gw := gateway.New(gateway.Config{
 		Plugins: mgr, Health: chk, Metrics: m, Logger: logger,
-		MaxBodyBytes: cfg.MaxBodyBytes, AccessLog: cfg.AccessLog,
+		MaxBodyBytes: cfg.MaxBodyBytes, AccessLog: cfg.AccessLog, Authenticate: authenticate,
 	})
 	s.plugins, s.health, s.gateway = mgr, chk, gw
 	if err := s.openRegistry(ctx, deps); err != nil {
@@ -466,4 +474,60 @@ func (s *Server) bootBundles(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// authenticator builds the gateway's token check from KEEL_JWT_PUBLIC_KEY; without it,
+// non-public routes answer 401. Revocation is checked against the auth plugin's
+// sessions table through a small pool of the host's own.
+func (s *Server) authenticator(ctx context.Context) (func(c *fiber.Ctx) (*gateway.Principal, error), error) {
+	if s.cfg.JWTPublicKey == "" {
+		return nil, nil
+	}
+	pub, err := authn.ParsePublicKey(s.cfg.JWTPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("KEEL_JWT_PUBLIC_KEY: %w", err)
+	}
+	var opts authn.Options
+	if s.cfg.DatabaseURL != "" {
+		pc, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("session checks: %w", err)
+		}
+		pc.MaxConns = 4
+		pool, err := pgxpool.NewWithConfig(ctx, pc)
+		if err != nil {
+			return nil, fmt.Errorf("session checks: %w", err)
+		}
+		s.closers = append(s.closers, func() error { pool.Close(); return nil })
+		opts.Sessions = func(ctx context.Context, sid string) (bool, error) {
+			var ok bool
+			err := pool.QueryRow(ctx, `SELECT revoked_at IS NULL AND expires_at > now() FROM plg_auth.sessions WHERE id = $1`, sid).Scan(&ok)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return false, nil
+			}
+			return ok, err
+		}
+	} else {
+		s.logger.Warn("access tokens are verified without revocation checks: no database")
+	}
+	v, err := authn.New(pub, opts)
+	if err != nil {
+		return nil, err
+	}
+	return func(c *fiber.Ctx) (*gateway.Principal, error) {
+		tok, ok := strings.CutPrefix(c.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			return nil, errors.New("missing bearer access token")
+		}
+		cl, err := v.Verify(c.UserContext(), tok)
+		if errors.Is(err, authn.ErrUnavailable) {
+			s.logger.Warn("session check failed", "err", err, "request_id", gateway.RequestID(c))
+			return nil, gateway.ErrAuthUnavailable
+		}
+		if err != nil {
+			s.logger.Info("access token refused", "reason", err.Error(), "request_id", gateway.RequestID(c), "ip", c.IP(), "audit", true)
+			return nil, err
+		}
+		return &gateway.Principal{Tenant: cl.Tenant, Subject: cl.Subject, Session: cl.Session, Permissions: cl.Permissions}, nil
+	}, nil
 }
