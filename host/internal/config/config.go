@@ -35,6 +35,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	TrustedKeys     string
 	JWTPublicKey    string
+	CORSOrigins     []string
+	TenantRPS       float64
 	DevMode         bool
 	HostID          string
 }
@@ -142,6 +144,29 @@ var settings = []setting{
 			}
 		}
 		c.JWTPublicKey = v
+		return nil
+	}},
+	{"KEEL_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed to call the API from browsers (unset: no CORS headers)", false, func(c *Config, v string) error {
+		c.CORSOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o == "" {
+				continue
+			}
+			if o != "*" {
+				if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+					return fmt.Errorf("origin %q: want scheme://host[:port]", o)
+				}
+			}
+			c.CORSOrigins = append(c.CORSOrigins, o)
+		}
+		return nil
+	}},
+	{"KEEL_TENANT_RPS", "tenant-rps", "0", "requests per second allowed per tenant on /api (bursts of twice that); 0 disables", false, func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1e6 {
+			return errors.New("want a number between 0 and 1000000")
+		}
+		c.TenantRPS = f
 		return nil
 	}},
 	{"KEEL_DEV_MODE", "dev-mode", "false", "development: accept unsigned plugin bundles", false, func(c *Config, v string) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/valyala/fasthttp"
 
 	"github.com/keelhq/keel/abi/wire"
@@ -34,6 +35,10 @@ type Config struct {
 	MaxBodyBytes int
 	// AccessLog logs one line per request at Info level.
 	AccessLog bool
+	// CORSOrigins are the browser origins allowed to call /api; empty disables CORS.
+	CORSOrigins []string
+	// TenantRPS limits requests per tenant and second (bursts of twice that); 0: none.
+	TenantRPS float64
 	// Authenticate verifies credentials for non-public routes. When nil, such routes
 	// answer 401: the host fails closed rather than serving them unauthenticated.
 	Authenticate func(c *fiber.Ctx) (*Principal, error)
@@ -53,9 +58,10 @@ var ErrAuthUnavailable = errors.New("authentication unavailable")
 
 // Gateway serves HTTP.
 type Gateway struct {
-	cfg  Config
-	app  *fiber.App
-	bufs sync.Pool
+	cfg    Config
+	app    *fiber.App
+	bufs   sync.Pool
+	limits *tenantLimits
 }
 
 // New builds the gateway and its routes.
@@ -81,6 +87,16 @@ func New(cfg Config) *Gateway {
 	limit := max(cfg.MaxBodyBytes, MaxUploadBytes)
 	g.app.Server().ContinueHandler = func(h *fasthttp.RequestHeader) bool { return h.ContentLength() <= limit }
 	g.app.Use(g.requestID)
+	if len(cfg.CORSOrigins) > 0 {
+		g.app.Use("/api", cors.New(cors.Config{
+			AllowOrigins:  strings.Join(cfg.CORSOrigins, ","),
+			AllowMethods:  "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS",
+			AllowHeaders:  "Authorization,Content-Type,X-Request-ID,X-Tenant-ID,If-Match,Idempotency-Key",
+			ExposeHeaders: "X-Request-ID,ETag,Retry-After",
+			MaxAge:        600,
+		}))
+	}
+	g.limits = newTenantLimits(cfg.TenantRPS)
 	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	g.app.Get("/readyz", g.readyz)
 	g.app.Get("/metrics", g.metrics)
@@ -271,6 +287,10 @@ func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, perm
 	}
 	if len(req.Body) > g.cfg.MaxBodyBytes {
 		return 413, Error(c, 413, "payload_too_large", "request body of "+strconv.Itoa(len(req.Body))+" bytes exceeds the host's limit of "+strconv.Itoa(g.cfg.MaxBodyBytes))
+	}
+	if req.Ctx.Tenant != "" && !g.limits.allow(req.Ctx.Tenant) {
+		c.Set("Retry-After", "1")
+		return 429, Error(c, 429, "rate_limited", "too many requests for this tenant; retry shortly")
 	}
 	if lim := gen.Manifest().Limits.MaxRequestBytes; len(req.Body) > lim {
 		return 413, Error(c, 413, "payload_too_large", "request body of "+strconv.Itoa(len(req.Body))+" bytes exceeds this plugin's limit of "+strconv.Itoa(lim))

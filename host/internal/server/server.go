@@ -169,6 +169,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	gw := gateway.New(gateway.Config{
 		Plugins: mgr, Health: chk, Metrics: m, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AccessLog: cfg.AccessLog, Authenticate: authenticate,
+		CORSOrigins: cfg.CORSOrigins, TenantRPS: cfg.TenantRPS,
 	})
 	s.plugins, s.health, s.gateway = mgr, chk, gw
 	if err := s.openRegistry(ctx, deps); err != nil {

@@ -161,6 +161,40 @@ func TestReadyzReportsUnhealthyPlugin(t *testing.T) {
 	}
 }
 
+func TestCORSAndTenantRateLimit(t *testing.T) {
+	_, base := startIn(t, testkit.PluginsDir(t, "plugins/example"), "--cors-origins", "https://app.example.com", "--tenant-rps", "5")
+	req, _ := http.NewRequest("OPTIONS", base+"/api/example/hello/x", nil)
+	req.Header.Set("Origin", "https://app.example.com")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	limited := 0
+	for i := 0; i < 30; i++ {
+		s, b, h := do(t, "GET", base+"/api/example/hello/x", "") // do sends X-Tenant-ID: acme
+		if s == 429 {
+			limited++
+			if h.Get("Retry-After") == "" || !strings.Contains(b, "rate_limited") {
+				t.Fatalf("429 without Retry-After or code: %v %s", h, b)
+			}
+		}
+	}
+	if limited == 0 {
+		t.Fatal("30 quick requests at 5 rps with bursts of 10 were never limited")
+	}
+	// Another tenant is not affected.
+	req, _ = http.NewRequest("GET", base+"/api/example/hello/x", nil)
+	req.Header.Set("X-Tenant-ID", "globex")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("other tenant: %v %v", resp, err)
+	}
+}
+
 func TestGatewayErrors(t *testing.T) {
 	_, base := start(t, "plugins/example")
 	for _, tc := range []struct {

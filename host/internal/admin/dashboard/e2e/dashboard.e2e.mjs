@@ -292,8 +292,9 @@ try {
 } catch (e) {
   failed = `${step}: ${e.message}`;
   console.error('FAILED', failed);
-  for (const p of context ? context.pages() : []) {
-    await p.screenshot({ path: join(ARTIFACTS, `failure-${MODE}.png`), fullPage: true }).catch(() => {});
+  const open = context ? context.pages().filter((p) => p.url() !== 'about:blank') : [];
+  for (const [i, p] of open.entries()) {
+    await p.screenshot({ path: join(ARTIFACTS, `failure-${MODE}${i ? '-' + i : ''}.png`), fullPage: true }).catch(() => {});
   }
 } finally {
   if (context) await context.close().catch(() => {});

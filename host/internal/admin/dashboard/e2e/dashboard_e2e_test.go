@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -451,7 +450,7 @@ func readyz(ctx context.Context, base string) any {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if !json.Valid(b) {
-		return map[string]any{"status": "failing", "error": errors.New("readyz answered with something that is not JSON").Error()}
+		return map[string]any{"status": "failing", "error": fmt.Sprintf("/readyz answered %d with something that is not JSON", resp.StatusCode)}
 	}
 	return json.RawMessage(b)
 }
