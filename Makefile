@@ -3,11 +3,11 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PLUGINS := $(patsubst plugins/%/manifest.json,%,$(wildcard plugins/*/manifest.json))
-export KEEL_PLUGINS_DIR ?= $(CURDIR)/dist
-export KEEL_DATA_DIR ?= $(CURDIR)/.keel
 # Development signing key: make plugins creates it, make run trusts it.
 DEV_KEY := $(CURDIR)/.keel/dev-signing
-export KEEL_TRUSTED_KEYS ?= $(DEV_KEY).pub
+# Settings for run and dev only (tests must not inherit them); the caller's KEEL_* win.
+RUN_ENV := KEEL_PLUGINS_DIR=$${KEEL_PLUGINS_DIR:-$(CURDIR)/dist} KEEL_DATA_DIR=$${KEEL_DATA_DIR:-$(CURDIR)/.keel} \
+	KEEL_TRUSTED_KEYS=$${KEEL_TRUSTED_KEYS:-$(DEV_KEY).pub}
 # The local PostgreSQL (started by .ci/services); its "keel" database is created if missing.
 LOCAL_DB := postgres://postgres@127.0.0.1:5432/keel?sslmode=disable
 
@@ -43,12 +43,12 @@ run: build plugins
 		export KEEL_DATABASE_URL='$(LOCAL_DB)'; \
 	elif [ -z "$$KEEL_DATABASE_URL" ]; then \
 		echo "keel: no PostgreSQL on 127.0.0.1:5432; running without the registry, SQL and events"; \
-	fi; exec ./bin/keel serve
+	fi; export $(RUN_ENV); exec ./bin/keel serve
 
 # dev runs the host and hot-swaps a plugin whenever its source changes.
 dev: build plugins
 	@.ci/services --optional
-	@export KEEL_DEV_MODE=true KEEL_ADMIN_TOKEN=$${KEEL_ADMIN_TOKEN:-dev-admin-token-change-me} KEEL_DATABASE_URL=$${KEEL_DATABASE_URL:-$(LOCAL_DB)}; \
+	@export $(RUN_ENV) KEEL_DEV_MODE=true KEEL_ADMIN_TOKEN=$${KEEL_ADMIN_TOKEN:-dev-admin-token-change-me} KEEL_DATABASE_URL=$${KEEL_DATABASE_URL:-$(LOCAL_DB)}; \
 		psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='keel'" | grep -q 1 || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE keel"; \
 		./bin/keel serve & host=$$!; trap "kill $$host" EXIT INT TERM; \
 		addr=$${KEEL_HTTP_ADDR:-:8080}; ./bin/keel plugin watch -key $(DEV_KEY).key -url http://127.0.0.1:$${addr##*:}

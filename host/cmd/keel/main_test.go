@@ -41,7 +41,14 @@ func TestSIGTERMDrainsSlowRequest(t *testing.T) {
 	}
 	addr := freePort(t)
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), "KEEL_HTTP_ADDR="+addr, "KEEL_DATA_DIR="+t.TempDir(),
+	// A hermetic environment: nothing KEEL_* from the caller (make exports, a shell).
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEEL_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "KEEL_HTTP_ADDR="+addr, "KEEL_DATA_DIR="+t.TempDir(),
 		"KEEL_PLUGINS_DIR="+testkit.PluginsDir(t, "plugins/example"))
 	var logs bytes.Buffer
 	pr, pw := io.Pipe()
@@ -60,9 +67,13 @@ func TestSIGTERMDrainsSlowRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	select {
 	case <-ready:
-	case <-time.After(60 * time.Second):
+	case err := <-exited:
+		t.Fatalf("host exited during start-up (%v):\n%s", err, logs.String())
+	case <-time.After(90 * time.Second):
 		t.Fatalf("host did not start:\n%s", logs.String())
 	}
 	type result struct {
@@ -98,8 +109,6 @@ func TestSIGTERMDrainsSlowRequest(t *testing.T) {
 	if r.err != nil || r.status != 200 || !strings.Contains(r.body, `"slept_ms":1500`) {
 		t.Fatalf("slow request during shutdown: %+v\nlogs:\n%s", r, logs.String())
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	select {
 	case err := <-exited:
 		if err != nil {

@@ -468,8 +468,8 @@ function versionsTable(pl) {
     <td>${badge(v.state)}${v.last_error ? `<div class="small err-text">${esc(v.last_error)}</div>` : ''}</td>
     <td>${fmtTime(v.uploaded_at)}<div class="muted small">by ${esc(v.uploaded_by)}</div></td><td class="num">${fmtBytes(v.size)}</td>
     <td>${v.signer ? `<code>${esc(v.signer)}</code>` : '<span class="badge degraded">unsigned</span>'}</td><td><code title="${esc(v.digest)}">${esc(String(v.digest).slice(0, 19))}</code></td>
-    <td class="actions">${v.version === act ? '<span class="muted small">active</span>' : `<button type="button" class="act small" data-action="activate" data-name="${esc(pl.name)}" data-version="${esc(v.version)}">Activate…</button>
-      <button type="button" class="act small danger secondary" data-action="delete" data-name="${esc(pl.name)}" data-version="${esc(v.version)}">Delete…</button>`}</td></tr>`).join('')}</tbody></table>`;
+    <td><div class="actions">${v.version === act ? '<span class="muted small">active</span>' : `<button type="button" class="act small" data-action="activate" data-name="${esc(pl.name)}" data-version="${esc(v.version)}">Activate…</button>
+      <button type="button" class="act small danger secondary" data-action="delete" data-name="${esc(pl.name)}" data-version="${esc(v.version)}">Delete…</button>`}</div></td></tr>`).join('')}</tbody></table>`;
 }
 
 function historyTable(events, withPlugin) {
@@ -550,10 +550,12 @@ function legend(id, items) {
 
 function drawPluginCharts(name, h) {
   const now = h[h.length - 1].unix_ms;
+  // Show what there is: the window grows from one minute to five as snapshots accumulate.
+  const windowMs = Math.min(WINDOW_MS, Math.max(60e3, now - h[0].unix_ms));
   const P = (s) => s.plugins[name] || { requests: {}, failures: {}, pool: {}, latency: { le: [], counts: [], count: 0, sum: 0 } };
   const last = (pts) => { for (let i = pts.length - 1; i >= 0; i--) if (pts[i].v != null) return pts[i].v; return null; };
   const chart = (id, ss, fmt, minMax) => {
-    drawChart($(`canvas[data-chart=${id}]`), { series: ss, now, windowMs: WINDOW_MS, fmt, minMax });
+    drawChart($(`canvas[data-chart=${id}]`), { series: ss, now, windowMs, fmt, minMax });
     legend(id, ss.map((s, i) => ({ label: s.label, value: last(s.points) == null ? '—' : fmt(last(s.points)), sw: s.sw ?? i })));
   };
   const num = (v) => fmtNum(v, v < 10 ? 2 : 1);

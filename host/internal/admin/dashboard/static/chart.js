@@ -2,12 +2,13 @@
 // plugin page needs. No library: a chart is one path per series, redrawn whole on
 // every poll, which at a few hundred points costs well under a millisecond.
 
-// niceMax rounds the top of the y axis up to 1, 2, 2.5 or 5 times a power of ten.
+// niceMax picks the top of the y axis so that its four grid steps are 1, 2, 2.5 or 5
+// times a power of ten, which keeps the labels short.
 function niceMax(v) {
   if (!(v > 0)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+  const step = v / 4, p = Math.pow(10, Math.floor(Math.log10(step)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (step <= m * p) return 4 * m * p;
+  return 40 * p;
 }
 
 // drawChart draws series = [{label, color, points: [{t, v}]}] (t in ms, v null for a
