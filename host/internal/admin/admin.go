@@ -36,6 +36,8 @@ type Config struct {
 	// HostID names this host in listings.
 	HostID  string
 	Started time.Time
+	// Audit records admin changes and refused admin tokens in the audit trail.
+	Audit func(action, actor, resource, requestID string, detail map[string]any)
 }
 
 // Mount adds the admin routes to app.
@@ -69,13 +71,24 @@ func (a *api) auth(c *fiber.Ctx) error {
 	if !ok || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
 		a.cfg.Logger.Warn("admin call refused", "method", c.Method(), "path", c.Path(), "ip", c.IP(), "request_id", gateway.RequestID(c))
 		c.Set("WWW-Authenticate", `Bearer realm="keel-admin"`)
+		a.audit("admin.unauthenticated", "anonymous", c.Method()+" "+c.Path(), gateway.RequestID(c), map[string]any{"ip": c.IP()})
 		return gateway.Error(c, 401, "unauthenticated", "a valid admin bearer token is required")
 	}
 	c.Locals(actorKey, "admin-token")
 	err := c.Next()
+	if c.Method() != "GET" {
+		a.audit("admin."+strings.ToLower(c.Method()), "admin-token", c.Path(), gateway.RequestID(c),
+			map[string]any{"status": c.Response().StatusCode()})
+	}
 	a.cfg.Logger.Info("admin call", "audit", true, "actor", "admin-token", "method", c.Method(), "path", c.Path(),
 		"status", c.Response().StatusCode(), "ms", time.Since(start).Milliseconds(), "request_id", gateway.RequestID(c))
 	return err
+}
+
+func (a *api) audit(action, actor, resource, requestID string, detail map[string]any) {
+	if a.cfg.Audit != nil {
+		a.cfg.Audit(action, actor, resource, requestID, detail)
+	}
 }
 
 func actor(c *fiber.Ctx) string {

@@ -39,6 +39,9 @@ type Config struct {
 	CORSOrigins []string
 	// TenantRPS limits requests per tenant and second (bursts of twice that); 0: none.
 	TenantRPS float64
+	// OnDenied is told of every refused credential (401) and permission (403) on a
+	// non-public route, for the audit trail. It must not block.
+	OnDenied func(c *fiber.Ctx, status int, p *Principal, route, reason string)
 	// Authenticate verifies credentials for non-public routes. When nil, such routes
 	// answer 401: the host fails closed rather than serving them unauthenticated.
 	Authenticate func(c *fiber.Ctx) (*Principal, error)
@@ -278,9 +281,15 @@ func (g *Gateway) serve(c *fiber.Ctx, gen *plugins.Generation, public bool, perm
 				msg = err.Error()
 			}
 			c.Set("WWW-Authenticate", `Bearer realm="keel"`)
+			if g.cfg.OnDenied != nil {
+				g.cfg.OnDenied(c, 401, nil, route, msg)
+			}
 			return 401, Error(c, 401, "unauthenticated", msg)
 		}
 		if permission != "" && !hasPermission(p.Permissions, permission) {
+			if g.cfg.OnDenied != nil {
+				g.cfg.OnDenied(c, 403, p, route, "missing permission "+permission)
+			}
 			return 403, Error(c, 403, "forbidden", "this route requires the permission "+strconv.Quote(permission))
 		}
 		req.Ctx.Tenant, req.Ctx.Subject, req.Ctx.Permissions, req.Ctx.Session = p.Tenant, p.Subject, p.Permissions, p.Session

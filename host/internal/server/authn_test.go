@@ -97,4 +97,13 @@ func TestGatewayVerifiesAccessTokens(t *testing.T) {
 			t.Errorf("%s: 401 without the JSON error: %s", tc.name, b)
 		}
 	}
+	// Refusals are in the audit trail: access.denied records on audit.events, through
+	// the outbox (the 403 with the caller's tenant, the 401s under "platform").
+	var denied403, denied401 int
+	testkit.WaitFor(t, 5*time.Second, "denials in the outbox", func() bool {
+		err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE convert_from(payload, 'UTF8')::jsonb->>'tenant' = 'acme'),
+			count(*) FILTER (WHERE convert_from(payload, 'UTF8')::jsonb->>'tenant' = 'platform')
+			FROM keel_host.outbox WHERE topic = 'audit.events' AND convert_from(payload, 'UTF8') LIKE '%access.denied%'`).Scan(&denied403, &denied401)
+		return err == nil && denied403 >= 1 && denied401 >= 7
+	})
 }

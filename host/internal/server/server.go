@@ -35,6 +35,7 @@ import (
 	"github.com/keelhq/keel/host/internal/events"
 	"github.com/keelhq/keel/host/internal/gateway"
 	"github.com/keelhq/keel/host/internal/health"
+	"github.com/keelhq/keel/host/internal/hostaudit"
 	"github.com/keelhq/keel/host/internal/plugins"
 	"github.com/keelhq/keel/host/internal/runtime"
 	"github.com/keelhq/keel/host/internal/telemetry"
@@ -56,6 +57,8 @@ type Server struct {
 	served  chan error
 
 	db         *postgres.DB
+	hostPool   *pgxpool.Pool
+	audit      *hostaudit.Recorder
 	store      *store.Store
 	deployer   *deploy.Deployer
 	trusted    []ed25519.PublicKey
@@ -166,10 +169,29 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	if err != nil {
 		return nil, err
 	}
+	s.audit = hostaudit.New(s.hostPool, logger, m.Registry())
+	if s.hostPool != nil {
+		if err := s.events.Bus().EnsureTopic(ctx, bus.TopicSpec{Name: hostaudit.Topic, Partitions: 1}); err != nil {
+			return nil, fmt.Errorf("audit topic: %w", err)
+		}
+		actx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.audit.Run(actx) }()
+		// Registered before the database closes (closers run in reverse): flush first.
+		s.closers = append(s.closers, func() error { cancel(); <-done; return nil })
+	}
 	gw := gateway.New(gateway.Config{
 		Plugins: mgr, Health: chk, Metrics: m, Logger: logger,
 		MaxBodyBytes: cfg.MaxBodyBytes, AccessLog: cfg.AccessLog, Authenticate: authenticate,
 		CORSOrigins: cfg.CORSOrigins, TenantRPS: cfg.TenantRPS,
+		OnDenied: func(c *fiber.Ctx, status int, p *gateway.Principal, route, reason string) {
+			rec := hostaudit.Record{Action: "access.denied", Actor: "anonymous", Resource: c.Method() + " " + c.Path(),
+				RequestID: gateway.RequestID(c), Detail: map[string]any{"status": status, "reason": reason, "route": route, "ip": c.IP()}}
+			if p != nil {
+				rec.Tenant, rec.Actor = p.Tenant, p.Subject
+			}
+			s.audit.Record(rec)
+		},
 	})
 	s.plugins, s.health, s.gateway = mgr, chk, gw
 	if err := s.openRegistry(ctx, deps); err != nil {
@@ -179,7 +201,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		chk.AddDependency(name, check)
 	}
 	admin.Mount(gw.App(), admin.Config{Token: cfg.AdminToken, Deployer: s.deployer, Store: s.store, Plugins: mgr,
-		Logger: logger, HostID: cfg.HostID, Started: time.Now()})
+		Logger: logger, HostID: cfg.HostID, Started: time.Now(),
+		Audit: func(action, actor, resource, requestID string, detail map[string]any) {
+			s.audit.Record(hostaudit.Record{Action: action, Actor: actor, Resource: resource, RequestID: requestID, Detail: detail})
+		}})
 	ok = true
 	return s, nil
 }
@@ -272,6 +297,19 @@ func (s *Server) openDatabase(ctx context.Context, deps map[string]health.Check)
 	}
 	s.db = db
 	deps["postgres"] = db.Ping
+	// A small pool of the host's own, for host-level statements (session checks, the
+	// host's audit records); the bridge keeps its privileged pool to itself.
+	pc, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	pc.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	s.closers = append(s.closers, func() error { pool.Close(); return nil })
+	s.hostPool = pool
 	return nil
 }
 
@@ -489,17 +527,7 @@ func (s *Server) authenticator(ctx context.Context) (func(c *fiber.Ctx) (*gatewa
 		return nil, fmt.Errorf("KEEL_JWT_PUBLIC_KEY: %w", err)
 	}
 	var opts authn.Options
-	if s.cfg.DatabaseURL != "" {
-		pc, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
-		if err != nil {
-			return nil, fmt.Errorf("session checks: %w", err)
-		}
-		pc.MaxConns = 4
-		pool, err := pgxpool.NewWithConfig(ctx, pc)
-		if err != nil {
-			return nil, fmt.Errorf("session checks: %w", err)
-		}
-		s.closers = append(s.closers, func() error { pool.Close(); return nil })
+	if pool := s.hostPool; pool != nil {
 		opts.Sessions = func(ctx context.Context, sid string) (bool, error) {
 			var ok bool
 			err := pool.QueryRow(ctx, `SELECT revoked_at IS NULL AND expires_at > now() FROM plg_auth.sessions WHERE id = $1`, sid).Scan(&ok)
