@@ -28,6 +28,7 @@ import (
 	"github.com/keelhq/keel/bridges/postgres"
 	"github.com/keelhq/keel/bridges/redis"
 	"github.com/keelhq/keel/host/internal/admin"
+	"github.com/keelhq/keel/host/internal/admin/dashboard"
 	"github.com/keelhq/keel/host/internal/authn"
 	"github.com/keelhq/keel/host/internal/capabilities"
 	"github.com/keelhq/keel/host/internal/config"
@@ -200,11 +201,15 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	for name, check := range deps {
 		chk.AddDependency(name, check)
 	}
+	started := time.Now()
 	admin.Mount(gw.App(), admin.Config{Token: cfg.AdminToken, Deployer: s.deployer, Store: s.store, Plugins: mgr,
-		Logger: logger, HostID: cfg.HostID, Started: time.Now(),
+		Logger: logger, HostID: cfg.HostID, Started: started,
 		Audit: func(action, actor, resource, requestID string, detail map[string]any) {
 			s.audit.Record(hostaudit.Record{Action: action, Actor: actor, Resource: resource, RequestID: requestID, Detail: detail})
 		}})
+	admin.MountMetrics(gw.App(), admin.MetricsConfig{Token: cfg.AdminToken, Logger: logger, Gatherer: m.Registry(),
+		Readiness: func(ctx context.Context) any { return chk.Report(ctx) }, HostID: cfg.HostID, Started: started})
+	dashboard.Mount(gw.App())
 	ok = true
 	return s, nil
 }

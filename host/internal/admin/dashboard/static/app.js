@@ -4,7 +4,7 @@
 // the 2-second poll updates only charts and the few cells that change, so a host with
 // hundreds of plugin versions costs one layout per render, not one per row.
 import { api, ApiError, token, esc, fmtBytes, fmtDuration, fmtTime, fmtAgo, fmtNum, decodeDetail } from './api.js';
-import { drawChart, quantile, histDelta } from './chart.js';
+import { drawChart, quantile, histDelta, GAP_MS } from './chart.js';
 
 const $ = (sel, el = document) => el.querySelector(sel);
 const main = $('#main');
@@ -125,7 +125,7 @@ function rate(h, f) {
   const out = [];
   for (let i = 1; i < h.length; i++) {
     const dt = (h[i].unix_ms - h[i - 1].unix_ms) / 1000, d = f(h[i]) - f(h[i - 1]);
-    out.push({ t: h[i].unix_ms, v: dt > 0 && d >= 0 ? d / dt : null });
+    out.push({ t: h[i].unix_ms, v: dt > 0 && dt * 1000 <= GAP_MS && d >= 0 ? d / dt : null });
   }
   return out;
 }
@@ -410,30 +410,31 @@ main.addEventListener('click', async (e) => {
   const b = e.target.closest('button[data-action]');
   if (!b || b.disabled) return;
   const { action, name, version, previous } = b.dataset;
-  let res;
   switch (action) {
     case 'activate':
       if (!(await confirmStep(`Activate ${name} ${version}`, `Make ${name} ${version} the active version on every host?\nThe new version is verified, compiled, migrated and health-checked before it takes traffic; if any step fails the current version keeps serving.`, `Activate ${version}`))) return;
-      res = await act(`Activating ${name} ${version}`, () => api(`/plugins/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/activate`, { method: 'POST' }),
+      await act(`Activating ${name} ${version}`, () => api(`/plugins/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/activate`, { method: 'POST' }),
         (r) => `${name} ${r.Version || version} is active (generation ${r.Generation ?? '?'}).`);
       break;
     case 'rollback':
       if (!(await confirmStep(`Roll back ${name}`, `Roll ${name} back to ${previous}, the version that was active before?\nEvery host switches once the previous version is built and healthy.`, `Roll back to ${previous}`, true))) return;
-      res = await act(`Rolling back ${name}`, () => api(`/plugins/${encodeURIComponent(name)}/rollback`, { method: 'POST' }),
+      await act(`Rolling back ${name}`, () => api(`/plugins/${encodeURIComponent(name)}/rollback`, { method: 'POST' }),
         (r) => `${name} rolled back to ${r.Version || previous} (generation ${r.Generation ?? '?'}).`);
       break;
     case 'deactivate':
       if (!(await confirmStep(`Deactivate ${name}`, `Stop serving ${name} on every host?\nIts routes answer 404 and its subscriptions stop until a version is activated again. Stored versions are kept.`, 'Deactivate', true))) return;
-      res = await act(`Deactivating ${name}`, () => api(`/plugins/${encodeURIComponent(name)}/deactivate`, { method: 'POST' }), () => `${name} is deactivated.`);
+      await act(`Deactivating ${name}`, () => api(`/plugins/${encodeURIComponent(name)}/deactivate`, { method: 'POST' }), () => `${name} is deactivated.`);
       break;
     case 'delete':
       if (!(await confirmStep(`Delete ${name} ${version}`, `Delete ${name} ${version} from the registry?\nThe bundle is removed for good; its history entries stay.`, 'Delete', true))) return;
-      res = await act(`Deleting ${name} ${version}`, () => api(`/plugins/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, { method: 'DELETE' }), () => `${name} ${version} deleted.`);
+      await act(`Deleting ${name} ${version}`, () => api(`/plugins/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, { method: 'DELETE' }), () => `${name} ${version} deleted.`);
       break;
     default:
       return;
   }
-  if (res !== undefined) route(); // redraw the page from the API's new state
+  // Redraw from the API's state even after a failure: a failed activation marks the
+  // version failed. The flash message lives outside the page and stays.
+  if (token.get()) route();
 });
 
 // ---------------------------------------------------------------- plugin detail
@@ -569,9 +570,12 @@ function drawPluginCharts(name, h) {
   // Percentiles over the last 10 s (five snapshots), recomputed at every point.
   const q = { p50: [], p95: [], p99: [] };
   for (let i = 1; i < h.length; i++) {
-    const d = histDelta(P(h[i]).latency, P(h[Math.max(0, i - 5)]).latency);
+    let j = Math.max(0, i - 5);
+    while (j < i - 1 && h[i].unix_ms - h[j].unix_ms > 12e3) j++; // not across a pause in polling
+    const d = histDelta(P(h[i]).latency, P(h[j]).latency);
+    const ok = h[i].unix_ms - h[j].unix_ms <= 12e3;
     for (const [k, qq] of [['p50', 0.5], ['p95', 0.95], ['p99', 0.99]]) {
-      const v = quantile(qq, d.le, d.counts, d.count);
+      const v = ok ? quantile(qq, d.le, d.counts, d.count) : null;
       q[k].push({ t: h[i].unix_ms, v: v == null ? null : v * 1000 });
     }
   }

@@ -2,6 +2,9 @@
 // plugin page needs. No library: a chart is one path per series, redrawn whole on
 // every poll, which at a few hundred points costs well under a millisecond.
 
+// GAP_MS is the longest interval between two points that is drawn as a line.
+export const GAP_MS = 10e3;
+
 // niceMax picks the top of the y axis so that its four grid steps are 1, 2, 2.5 or 5
 // times a power of ten, which keeps the labels short.
 function niceMax(v) {
@@ -64,12 +67,14 @@ export function drawChart(canvas, { series, now, windowMs, fmt = String, minMax 
   for (const s of series) {
     ctx.strokeStyle = s.color;
     ctx.beginPath();
-    let pen = false, lone = null;
+    let pen = false, lone = null, prevT = -Infinity;
     for (const p of s.points) {
       if (p.v == null || !isFinite(p.v) || p.t < t0 - 10e3) { pen = false; continue; }
       const xx = x(p.t), yy = y(p.v);
-      if (pen) { ctx.lineTo(xx, yy); lone = null; } else { ctx.moveTo(xx, yy); lone = [xx, yy]; }
+      // Polls stop while the page is elsewhere or hidden: do not bridge such a gap.
+      if (pen && p.t - prevT <= GAP_MS) { ctx.lineTo(xx, yy); lone = null; } else { ctx.moveTo(xx, yy); lone = [xx, yy]; }
       pen = true;
+      prevT = p.t;
     }
     ctx.stroke();
     if (lone) { ctx.fillStyle = s.color; ctx.fillRect(lone[0] - 1.5, lone[1] - 1.5, 3, 3); }
