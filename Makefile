@@ -6,8 +6,11 @@ PLUGINS := $(patsubst plugins/%/manifest.json,%,$(wildcard plugins/*/manifest.js
 # Development signing key: make plugins creates it, make run trusts it.
 DEV_KEY := $(CURDIR)/.keel/dev-signing
 # Settings for run and dev only (tests must not inherit them); the caller's KEEL_* win.
+JWT_KEY := $(CURDIR)/.keel/dev-jwt
 RUN_ENV := KEEL_PLUGINS_DIR=$${KEEL_PLUGINS_DIR:-$(CURDIR)/dist} KEEL_DATA_DIR=$${KEEL_DATA_DIR:-$(CURDIR)/.keel} \
-	KEEL_TRUSTED_KEYS=$${KEEL_TRUSTED_KEYS:-$(DEV_KEY).pub}
+	KEEL_TRUSTED_KEYS=$${KEEL_TRUSTED_KEYS:-$(DEV_KEY).pub} \
+	KEEL_JWT_PUBLIC_KEY=$${KEEL_JWT_PUBLIC_KEY:-$$(cat $(JWT_KEY).pub)} \
+	KEEL_PLUGIN_AUTH_SIGNING_SEED=$${KEEL_PLUGIN_AUTH_SIGNING_SEED:-$$(cat $(JWT_KEY).seed)}
 # The local PostgreSQL (started by .ci/services); its "keel" database is created if missing.
 LOCAL_DB := postgres://postgres@127.0.0.1:5432/keel?sslmode=disable
 
@@ -33,9 +36,14 @@ $(DEV_KEY).key:
 	@mkdir -p .keel
 	./bin/keel plugin keygen -out $(DEV_KEY)
 
+# Development access-token keys: the auth plugin signs with the seed, the gateway verifies.
+$(JWT_KEY).seed:
+	@mkdir -p .keel
+	./bin/keel plugin jwt-keygen -out $(JWT_KEY)
+
 # run uses the local PostgreSQL when it is reachable (registry, SQL, events outbox),
 # and says so in one line when it is not; KEEL_* variables from the environment win.
-run: build plugins
+run: build plugins $(JWT_KEY).seed
 	@.ci/services --optional
 	@if [ -z "$$KEEL_DATABASE_URL" ] && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
 		psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='keel'" | grep -q 1 || \
@@ -46,7 +54,7 @@ run: build plugins
 	fi; export $(RUN_ENV); exec ./bin/keel serve
 
 # dev runs the host and hot-swaps a plugin whenever its source changes.
-dev: build plugins
+dev: build plugins $(JWT_KEY).seed
 	@.ci/services --optional
 	@export $(RUN_ENV) KEEL_DEV_MODE=true KEEL_ADMIN_TOKEN=$${KEEL_ADMIN_TOKEN:-dev-admin-token-change-me} KEEL_DATABASE_URL=$${KEEL_DATABASE_URL:-$(LOCAL_DB)}; \
 		psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='keel'" | grep -q 1 || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE keel"; \

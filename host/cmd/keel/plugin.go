@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -33,6 +34,8 @@ func pluginCmd(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "keygen":
 		err = keygen(args[1:], stdout)
+	case "jwt-keygen":
+		err = jwtKeygen(args[1:], stdout)
 	case "build":
 		err = build(args[1:], stdout)
 	case "sign":
@@ -61,6 +64,8 @@ func pluginCmd(args []string, stdout, stderr io.Writer) int {
 const pluginUsage = `usage: keel plugin <command>
 
   keygen -out PREFIX                 write PREFIX.key (private, 0600) and PREFIX.pub
+  jwt-keygen -out PREFIX             write PREFIX.seed (the auth plugin's signing_seed, 0600)
+                                     and PREFIX.pub (the host's KEEL_JWT_PUBLIC_KEY), base64
   build  -dir DIR [-out FILE] [-key KEYFILE] [-migrations DIR]
                                      compile DIR (a Go plugin with manifest.json) into a bundle
   sign   -key KEYFILE BUNDLE          sign (or re-sign) a bundle in place
@@ -503,4 +508,32 @@ func newest(paths ...string) time.Time {
 		})
 	}
 	return t
+}
+
+// jwtKeygen makes the access-token key pair: the auth plugin signs with the seed, the
+// gateway verifies with the public key.
+func jwtKeygen(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("jwt-keygen", flag.ContinueOnError)
+	out := fs.String("out", "", "path prefix of the key files")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("-out is required")
+	}
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out+".seed", []byte(base64.StdEncoding.EncodeToString(priv.Seed())+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out+".pub", []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s.seed and %s.pub\n", *out, *out)
+	return nil
 }
