@@ -69,32 +69,51 @@ func benchHTTP(ctx context.Context, logger *slog.Logger, dur time.Duration, conn
 type loadResult struct {
 	rps      float64
 	p50, p99 time.Duration
+	total    int64
 	errors   int64
 }
 
-// load drives POST requests at addr+path over conns keep-alive connections for dur
-// with a fasthttp client (cheap enough that the client is not the bottleneck).
+// load drives POST requests with body at addr+path over conns keep-alive connections
+// for dur and fails if any answer is not 200 with the body echoed.
 func load(addr, path string, body []byte, dur time.Duration, conns int) (loadResult, error) {
+	r, err := drive(addr, "POST", path, body, conns, dur, func(resp *fasthttp.Response) bool {
+		return resp.StatusCode() == 200 && bytes.Equal(resp.Body(), body)
+	}, nil)
+	if err == nil && r.errors > 0 {
+		err = fmt.Errorf("%s: %d of %d requests failed", path, r.errors, r.total)
+	}
+	return r, err
+}
+
+// drive is the load generator every HTTP scenario uses: conns workers send method
+// requests to addr+path over keep-alive connections (a fasthttp client, cheap enough
+// not to be the bottleneck) for dur, while during (if any) runs; ok decides whether
+// an answer counts as a success.
+func drive(addr, method, path string, body []byte, conns int, dur time.Duration,
+	ok func(*fasthttp.Response) bool, during func(stop <-chan struct{}) error) (loadResult, error) {
 	client := &fasthttp.HostClient{Addr: addr, MaxConns: conns, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		lats   []time.Duration
-		errs   atomic.Int64
-		count  atomic.Int64
-		stop   = make(chan struct{})
-		errMsg atomic.Value
-	)
-	// Warm the connections and the pool before timing.
-	for i := 0; i < 200; i++ {
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	send := func(req *fasthttp.Request) {
 		req.SetRequestURI("http://" + addr + path)
-		req.Header.SetMethod("POST")
-		req.SetBody(body)
+		req.Header.SetMethod(method)
+		if body != nil {
+			req.Header.SetContentType("application/json")
+			req.SetBody(body)
+		}
+	}
+	for i := 0; i < 200; i++ { // warm the connections and the pool before timing
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		send(req)
 		_ = client.Do(req, resp)
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
 	}
+	var (
+		wg            sync.WaitGroup
+		mu            sync.Mutex
+		lats          []time.Duration
+		count, failed atomic.Int64
+		stop          = make(chan struct{})
+	)
 	start := time.Now()
 	for i := 0; i < conns; i++ {
 		wg.Add(1)
@@ -104,10 +123,7 @@ func load(addr, path string, body []byte, dur time.Duration, conns int) (loadRes
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI("http://" + addr + path)
-			req.Header.SetMethod("POST")
-			req.Header.SetContentType("application/json")
-			req.SetBody(body)
+			send(req)
 			for {
 				select {
 				case <-stop:
@@ -121,25 +137,25 @@ func load(addr, path string, body []byte, dur time.Duration, conns int) (loadRes
 				err := client.Do(req, resp)
 				local = append(local, time.Since(t0))
 				count.Add(1)
-				if err != nil || resp.StatusCode() != 200 || !bytes.Equal(resp.Body(), body) {
-					errs.Add(1)
-					if err != nil {
-						errMsg.Store(err.Error())
-					} else {
-						errMsg.Store(fmt.Sprintf("status %d body %.100q", resp.StatusCode(), resp.Body()))
-					}
+				if err != nil || !ok(resp) {
+					failed.Add(1)
 				}
 			}
 		}()
 	}
+	var derr error
+	done := make(chan struct{})
+	if during != nil {
+		go func() { derr = during(stop); close(done) }()
+	} else {
+		close(done)
+	}
 	time.Sleep(dur)
 	close(stop)
 	wg.Wait()
+	<-done
 	elapsed := time.Since(start)
 	sortDurations(lats)
-	r := loadResult{rps: float64(count.Load()) / elapsed.Seconds(), p50: percentile(lats, 50), p99: percentile(lats, 99), errors: errs.Load()}
-	if r.errors > 0 {
-		return r, fmt.Errorf("%s: %d errors, e.g. %v", path, r.errors, errMsg.Load())
-	}
-	return r, nil
+	return loadResult{rps: float64(count.Load()) / elapsed.Seconds(), p50: percentile(lats, 50), p99: percentile(lats, 99),
+		total: count.Load(), errors: failed.Load()}, derr
 }

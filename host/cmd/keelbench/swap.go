@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -126,68 +124,16 @@ func benchSwap(ctx context.Context, logger *slog.Logger, dur time.Duration, conn
 	if err != nil {
 		return err
 	}
-	record(fmt.Sprintf("hot swaps under load: %d swaps, failed requests", swaps), fmt.Sprintf("%d of %d", during.failed, during.total), "", "", "0")
+	record(fmt.Sprintf("hot swaps under load: %d swaps, failed requests", swaps), fmt.Sprintf("%d of %d", during.errors, during.total), "", "", "0")
 	record("p99 during swaps vs steady state", ms(during.p99), "steady "+ms(steady.p99), fmt.Sprintf("%.2f×", float64(during.p99)/float64(steady.p99)), "≤ 3×")
 	return nil
 }
 
-type swapLoad struct {
-	total, failed int64
-	p99           time.Duration
-}
-
 // loadWhile drives GET /api/example/hello over conns connections for dur while
-// during (if any) runs, and reports failures and p99.
-func loadWhile(addr string, conns int, dur time.Duration, during func(stop <-chan struct{}) error) (swapLoad, error) {
-	client := &fasthttp.HostClient{Addr: addr, MaxConns: conns, ReadTimeout: 10 * time.Second}
-	var (
-		wg         sync.WaitGroup
-		mu         sync.Mutex
-		lats       []time.Duration
-		total, bad atomic.Int64
-	)
-	stop := make(chan struct{})
-	for i := 0; i < conns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI("http://" + addr + "/api/example/hello/load")
-			local := make([]time.Duration, 0, 1<<15)
-			for {
-				select {
-				case <-stop:
-					mu.Lock()
-					lats = append(lats, local...)
-					mu.Unlock()
-					return
-				default:
-				}
-				t0 := time.Now()
-				err := client.Do(req, resp)
-				local = append(local, time.Since(t0))
-				total.Add(1)
-				if err != nil || resp.StatusCode() != 200 {
-					bad.Add(1)
-				}
-			}
-		}()
-	}
-	var derr error
-	done := make(chan struct{})
-	if during != nil {
-		go func() { derr = during(stop); close(done) }()
-	} else {
-		close(done)
-	}
-	time.Sleep(dur)
-	close(stop)
-	wg.Wait()
-	<-done
-	sortDurations(lats)
-	return swapLoad{total: total.Load(), failed: bad.Load(), p99: percentile(lats, 99)}, derr
+// during (if any) runs.
+func loadWhile(addr string, conns int, dur time.Duration, during func(stop <-chan struct{}) error) (loadResult, error) {
+	return drive(addr, "GET", "/api/example/hello/load", nil, conns, dur,
+		func(resp *fasthttp.Response) bool { return resp.StatusCode() == 200 }, during)
 }
 
 // withCustomSection appends a custom section, changing the module's bytes (and so
