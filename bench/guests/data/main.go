@@ -20,6 +20,18 @@ func init() {
 		row := rows.Row(0)
 		return keel.JSON(200, map[string]string{"id": row.String("id"), "name": row.String("name"), "email": row.String("email")})
 	})
+	// /batch runs n primary-key reads in one invocation, to measure the cost of one
+	// statement inside the unit of work.
+	keel.Handle("GET", "/batch", func(r *keel.Request) *keel.Response {
+		n, _ := strconv.Atoi(r.Query().Get("n"))
+		for i := 0; i < n; i++ {
+			rows, err := keel.DB.Query(`SELECT id, name, email FROM customers WHERE id = $1`, "c"+strconv.Itoa(i%1000+1))
+			if err != nil || rows.Len() != 1 {
+				return keel.Error(500, "db", "batch read failed")
+			}
+		}
+		return keel.Text(200, "ok")
+	})
 	keel.Handle("GET", "/cache/:key", func(r *keel.Request) *keel.Response {
 		v, ok, err := keel.Cache.Get(r.Param("key"))
 		if err != nil || !ok {
