@@ -53,10 +53,15 @@ func AddPlugin(t testing.TB, root, srcDir string, edit func(*manifest.Manifest))
 		}
 	}
 	WritePlugin(t, root, wasm, m)
+	// Migrations live beside the package (test guests) or in the repository's
+	// migrations/<plugin>/ (first-party plugins).
 	migs := filepath.Join(Root(), srcDir, "migrations")
 	entries, err := os.ReadDir(migs)
 	if err != nil {
-		return m
+		migs = filepath.Join(Root(), "migrations", filepath.Base(srcDir))
+		if entries, err = os.ReadDir(migs); err != nil {
+			return m
+		}
 	}
 	dst := filepath.Join(root, m.Name, "migrations")
 	if err := os.MkdirAll(dst, 0o755); err != nil {
