@@ -53,7 +53,10 @@ func (p *Plugin) Health(ctx context.Context) error {
 		return nil
 	}
 	var res wire.Result
-	cc := wire.CallContext{RequestID: "health"}
+	// Health checks act for the platform pseudo-tenant, so a plugin can check its
+	// database (SELECT 1) through the SQL capability; row-level security shows it no
+	// tenant's rows.
+	cc := wire.CallContext{RequestID: "health", Tenant: HealthTenant}
 	err := p.invoke(ctx, exHealth, &cc, func(cc *wire.CallContext) []byte {
 		return wire.AppendCallContextFields(nil, cc)
 	}, func(out []byte) (bool, bool, error) {
@@ -70,6 +73,9 @@ func (p *Plugin) Health(ctx context.Context) error {
 	}
 	return nil
 }
+
+// HealthTenant is the tenant health checks act for.
+const HealthTenant = "platform"
 
 // HasExport reports whether the module exports name.
 func (p *Plugin) HasExport(name string) bool {
