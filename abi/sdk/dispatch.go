@@ -151,6 +151,8 @@ func dispatchHTTP(in, out []byte) []byte {
 	wr := wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body}
 	if panicked {
 		wr.Flags |= wire.FlagPanicked
+	} else if resp.commit {
+		wr.Flags |= wire.FlagCommit
 	}
 	if wr.Status == 0 {
 		wr.Status = 200

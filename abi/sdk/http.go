@@ -104,7 +104,14 @@ type Response struct {
 	Status  int
 	Headers []wire.KV
 	Body    []byte
+
+	commit bool
 }
+
+// Commit keeps the invocation's database writes and events although the status is an
+// error (400 or more), which otherwise rolls them back: for a refusal that must leave a
+// trace, such as a revocation or an audit event of a failed login.
+func (r *Response) Commit() *Response { r.commit = true; return r }
 
 // SetHeader adds a response header and returns the response for chaining.
 func (r *Response) SetHeader(name, value string) *Response {

@@ -272,6 +272,9 @@ type HTTPResponse struct {
 const (
 	// FlagPanicked marks output produced after the guest recovered from a panic.
 	FlagPanicked = 1 << 0
+	// FlagCommit (HTTPResponse only) asks the host to commit the invocation's unit of
+	// work although the status is 400 or more.
+	FlagCommit = 1 << 1
 )
 
 // Field tags of HTTPResponse.

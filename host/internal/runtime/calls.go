@@ -20,7 +20,7 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 			return false, false, err
 		}
 		resp.Body = append([]byte(nil), resp.Body...)
-		return resp.Status < 400, resp.Flags&wire.FlagPanicked != 0, nil
+		return resp.Status < 400 || resp.Flags&wire.FlagCommit != 0, resp.Flags&wire.FlagPanicked != 0, nil
 	})
 	if err != nil {
 		return nil, err
