@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -179,7 +180,9 @@ func deadLetter(ctx context.Context, cfg retryConfig, dlq Publisher, d Delivery,
 	for k, v := range d.Headers {
 		h[k] = v
 	}
-	h[HeaderDLQError] = cause.Error()
+	// Header values cannot carry line breaks (NATS refuses them), and a handler's
+	// error text may contain some: a refused dead letter would be redelivered forever.
+	h[HeaderDLQError] = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(cause.Error())
 	h[HeaderDLQTopic] = d.Topic
 	h[HeaderDLQGroup] = d.Group
 	h[HeaderDLQAttempts] = strconv.Itoa(d.Attempt)

@@ -138,6 +138,11 @@ func (e *Events) Close() {
 // handler delivers one bus message to the plugin's keel_event export.
 func (e *Events) handler(plugin string) bus.Handler {
 	return func(ctx context.Context, d bus.Delivery) error {
+		// A replay from a dead-letter topic is meant for the group that gave up on it;
+		// the groups that handled the original already did their work.
+		if g := d.Headers[bus.HeaderReplayGroup]; g != "" && g != d.Group {
+			return nil
+		}
 		env, err := DecodeEnvelope(d.Value)
 		if err != nil {
 			return bus.Permanent(err) // no retry can fix a malformed envelope

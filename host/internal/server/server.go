@@ -209,6 +209,19 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		}})
 	admin.MountMetrics(gw.App(), admin.MetricsConfig{Token: cfg.AdminToken, Logger: logger, Gatherer: m.Registry(),
 		Readiness: func(ctx context.Context) any { return chk.Report(ctx) }, HostID: cfg.HostID, Started: started})
+	admin.MountEvents(gw.App(), admin.EventsConfig{Token: cfg.AdminToken, Logger: logger, Bus: s.events.Bus(),
+		Topics: []string{hostaudit.Topic},
+		Manifests: func() []*manifest.Manifest {
+			gens := mgr.List()
+			out := make([]*manifest.Manifest, 0, len(gens))
+			for _, g := range gens {
+				out = append(out, g.Manifest())
+			}
+			return out
+		},
+		Audit: func(action, actor, resource, requestID string, detail map[string]any) {
+			s.audit.Record(hostaudit.Record{Action: action, Actor: actor, Resource: resource, RequestID: requestID, Detail: detail})
+		}})
 	dashboard.Mount(gw.App())
 	ok = true
 	return s, nil

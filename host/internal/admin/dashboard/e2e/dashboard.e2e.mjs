@@ -5,7 +5,9 @@
 //
 // Environment: KEEL_BASE (http://127.0.0.1:port), KEEL_ADMIN_TOKEN, KEEL_ARTIFACTS
 // (screenshot directory), KEEL_CHROMIUM (default /usr/bin/chromium); flow mode also
-// KEEL_BUNDLE (example 2.0.0, signed) and KEEL_BAD_BUNDLE (not a bundle); perf mode
+// KEEL_BUNDLE (example 2.0.0, signed) and KEEL_BAD_BUNDLE (not a bundle), and optionally
+// KEEL_EVENT_TOPIC and KEEL_EVENT_TENANT (the poison guest's topic, where the Go test had it
+// park a "flaky" and a "poison" order, and the orders' tenant); perf mode
 // KEEL_PERF_PLUGINS and KEEL_PERF_VERSIONS (what the registry holds).
 // The last line printed is `RESULT <json>`.
 import { chromium } from 'playwright-core';
@@ -202,6 +204,8 @@ async function flow(context) {
   }
   await shot(page, '13-activity');
 
+  if (process.env.KEEL_EVENT_TOPIC) await deadLetters(page, process.env.KEEL_EVENT_TOPIC, env('KEEL_EVENT_TENANT'));
+
   step = 'deactivate';
   await page.goto(BASE + '/admin/#/plugins/example');
   await page.waitForSelector('body[data-rendered=plugin]');
@@ -217,6 +221,65 @@ async function flow(context) {
   await page.waitForSelector('#login-form');
   expect(await page.evaluate(() => sessionStorage.getItem('keel.admin.token')) === null, 'sign out left the token in sessionStorage');
   await page.close();
+}
+
+// deadLetters visits the events page, opens the topic's dead letters, replays the flaky
+// order once the guest is healed, and discards the poison one.
+async function deadLetters(page, topic, tenant) {
+  const guest = (path, method = 'GET') => fetch(BASE + '/api/poison' + path, { method, headers: { 'X-Tenant-ID': tenant } }).then((r) => r.json());
+
+  step = 'events';
+  await page.click('#nav a[data-nav=events]');
+  await page.waitForSelector('body[data-rendered=events]');
+  const row = `#topics tr[data-topic="${topic}"]`;
+  await page.waitForSelector(`${row} [data-testid=dlq-count]:has-text("2 parked")`);
+  const lag = (await page.textContent(`${row} [data-group=poison] [data-testid=lag]`)).trim();
+  expect(lag === '0', `group poison shows lag ${lag}, want 0 (its orders are handled or parked)`);
+  result.events = (await page.textContent(row)).replace(/\s+/g, ' ').trim();
+  log('topic row', result.events);
+  await shot(page, '13a-events');
+
+  step = 'dead-letters';
+  await page.click(`${row} [data-testid=dlq-count]`);
+  await page.waitForSelector('body[data-rendered=dead-letters]');
+  await page.waitForSelector('#dead-letters tbody tr');
+  const parked = await page.$$eval('#dead-letters tbody tr', (trs) => trs.map((tr) => ({
+    id: tr.dataset.id, payload: tr.querySelector('[data-testid=payload]').textContent, error: tr.querySelector('[data-testid=error]').textContent,
+  })));
+  expect(parked.length === 2, `${parked.length} dead letters listed, want 2: ${JSON.stringify(parked)}`);
+  const flaky = parked.find((m) => JSON.parse(m.payload).note === 'flaky');
+  const poison = parked.find((m) => JSON.parse(m.payload).note === 'poison');
+  expect(flaky && poison, `dead letters ${JSON.stringify(parked)}, want the flaky and the poison order`);
+  expect(JSON.parse(flaky.payload).amount === 42, `payload ${flaky.payload} is not the order's JSON`);
+  expect(/refused/.test(flaky.error) && /refused/.test(poison.error), `errors ${flaky.error} / ${poison.error}`);
+  await page.click(`tr[data-id="${flaky.id}"] details summary`);
+  await shot(page, '13b-dead-letters');
+
+  step = 'replay';
+  const healed = await guest('/heal', 'POST');
+  expect(healed.healed === true, `healing the guest: ${JSON.stringify(healed)}`);
+  await page.click(`tr[data-id="${flaky.id}"] button[data-action=replay]`);
+  await confirm(page, '13c-replay-confirm', `Republish message ${flaky.id}`);
+  await page.waitForSelector('[data-testid=flash-ok]');
+  await page.waitForSelector(`tr[data-id="${flaky.id}"]`, { state: 'detached' });
+  await until('the guest to handle the replayed order', async () => { const r = await guest('/handled/flaky'); return r.handled === 1 || r; });
+  await shot(page, '13d-replayed');
+  const again = await fetch(`${BASE}/admin/api/events/dlq/${topic}/${flaky.id}/replay`, { method: 'POST', headers: { Authorization: 'Bearer ' + TOKEN } });
+  const againBody = await again.json();
+  expect(again.status === 200 && againBody.result === 'gone', `a second replay answers ${again.status} ${JSON.stringify(againBody)}, want 200 gone`);
+
+  step = 'discard';
+  await page.click(`tr[data-id="${poison.id}"] button[data-action=discard]`);
+  await confirm(page, null, `Remove message ${poison.id}`);
+  await page.waitForSelector('[data-testid=dlq-empty]');
+  await shot(page, '13e-discarded');
+  const handled = await guest('/handled/poison');
+  expect(handled.handled === 0, `the discarded order was handled: ${JSON.stringify(handled)}`);
+
+  step = 'events-after';
+  await page.click('#nav a[data-nav=events]');
+  await page.waitForSelector(`${row} [data-testid=dlq-count]:text-is("0")`);
+  await shot(page, '13f-events-empty');
 }
 
 async function perf(context) {

@@ -28,16 +28,26 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/bridges/bus"
+	"github.com/keelhq/keel/bridges/nats"
 	"github.com/keelhq/keel/bridges/postgres/pgtest"
 	"github.com/keelhq/keel/host/internal/admin"
 	"github.com/keelhq/keel/host/internal/admin/dashboard"
 	"github.com/keelhq/keel/host/internal/config"
+	"github.com/keelhq/keel/host/internal/events"
 	"github.com/keelhq/keel/host/internal/server"
 	"github.com/keelhq/keel/host/internal/testkit"
 	"github.com/keelhq/keel/plugin-registry/bundle"
 )
 
 const adminToken = "dashboard-e2e-admin-token-0123456789"
+
+// The poison guest's topic: the browser replays and discards what its subscriber parks.
+const (
+	eventTopic  = "poison.orders"
+	eventTenant = "t1"
+)
 
 // Seeded registry for the first-paint measurement: the issue's 50 plugins with 10
 // versions each.
@@ -67,7 +77,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 
 	sig := newSigner(t)
-	base := startHost(t, database(t), sig, filepath.Join(artifacts, "host.log"))
+	evbus := natsServer(t)
+	base := startHost(t, database(t), sig, filepath.Join(artifacts, "host.log"), evbus)
 
 	// example 1.0.0 is active before the browser arrives, so that the browser can
 	// upload 2.0.0, activate it and roll back to 1.0.0.
@@ -77,6 +88,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	if st, b := adminCall("POST", base+"/admin/api/plugins/example/versions/1.0.0/activate", nil, ""); st != 200 {
 		t.Fatalf("activate 1.0.0: %d %s", st, b)
 	}
+	// The poison guest refuses two of three orders: they are parked in poison.orders.dlq
+	// for the browser to replay and discard.
+	if st, b := upload(base, sig.bundleOf(t, "host/testdata/guests/poison", "1.0.0")); st != 201 {
+		t.Fatalf("upload poison: %d %s", st, b)
+	}
+	if st, b := adminCall("POST", base+"/admin/api/plugins/poison/versions/1.0.0/activate", nil, ""); st != 200 {
+		t.Fatalf("activate poison: %d %s", st, b)
+	}
+	parkOrders(t, evbus.bus, "fine", "flaky", "poison")
+
 	files := t.TempDir()
 	v2 := filepath.Join(files, "example-2.0.0.keel")
 	bad := filepath.Join(files, "not-a-bundle.keel")
@@ -88,7 +109,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 
 	stop, sent := traffic(base)
-	res := runNode(t, dir, "flow", chromium, base, artifacts, "KEEL_BUNDLE="+v2, "KEEL_BAD_BUNDLE="+bad)
+	res := runNode(t, dir, "flow", chromium, base, artifacts, "KEEL_BUNDLE="+v2, "KEEL_BAD_BUNDLE="+bad,
+		"KEEL_EVENT_TOPIC="+eventTopic, "KEEL_EVENT_TENANT="+eventTenant)
 	stop()
 	t.Logf("traffic sent during the flow: %d requests", sent())
 	if res["failed"] != nil {
@@ -109,6 +131,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if st, _ := get(base + "/api/example/hello/x"); st != 404 {
 		t.Errorf("example still serves (%d) after the browser deactivated it", st)
+	}
+	// The browser replayed the flaky order, which the healed guest then handled once, and
+	// discarded the poison one, which it never handled.
+	if st, b := adminCall("GET", base+"/admin/api/events/dlq/"+eventTopic, nil, ""); st != 200 || !strings.Contains(b, `"total":0`) {
+		t.Errorf("dead letters after the browser flow: %d %s", st, b)
+	}
+	for note, want := range map[string]string{"flaky": `{"handled":1}`, "poison": `{"handled":0}`, "fine": `{"handled":1}`} {
+		if st, b := tenantGet(base+"/api/poison/handled/"+note, eventTenant); st != 200 || b != want {
+			t.Errorf("poison guest handled %s: %d %s, want %s", note, st, b, want)
+		}
 	}
 
 	seed(t, base, sig)
@@ -395,13 +427,71 @@ func database(t *testing.T) string {
 	return db.URL()
 }
 
-// startHost starts a host on the database, like server_test.go's startIn, and
-// mounts the dashboard and its metrics routes unless server.New already did.
-func startHost(t *testing.T, dbURL string, s *signer, logFile string) string {
+// eventBus is a NATS server of the test's own, which the host uses as its event bus,
+// and the test's connection to it.
+type eventBus struct {
+	url string
+	bus *nats.Bus
+}
+
+// natsServer starts a NATS server for the host, so that the test can publish orders
+// and, while server.New does not mount the events routes, give them a bus.
+func natsServer(t *testing.T) *eventBus {
+	t.Helper()
+	srv, err := nats.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := nats.Open(ctx, srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return &eventBus{url: srv.ClientURL(), bus: b}
+}
+
+// parkOrders publishes one order per note to the poison guest's topic, as another
+// plugin's outbox relay would, and waits until the guest has parked the two it refuses.
+func parkOrders(t *testing.T, b *nats.Bus, notes ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, note := range notes {
+		env := events.Envelope{ID: events.NewID(), Type: "order.created", Tenant: eventTenant, Source: "e2e",
+			Time: time.Now().UTC(), Payload: json.RawMessage(fmt.Sprintf(`{"note":%q,"amount":42}`, note))}
+		raw, err := env.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(ctx, eventTopic, bus.Message{ID: env.ID, Key: []byte(note), Value: raw,
+			Headers: map[string]string{"keel-type": env.Type, "keel-source": env.Source}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		st, err := b.TopicStats(ctx, bus.DLQTopic(eventTopic), nil)
+		if err == nil && st.Messages == 2 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the poison guest did not park two orders: %+v %v", st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startHost starts a host on the database and the test's NATS server, like
+// server_test.go's startIn, and mounts the dashboard, its metrics routes and its
+// events routes unless server.New already did.
+func startHost(t *testing.T, dbURL string, s *signer, logFile string, evbus *eventBus) string {
 	t.Helper()
 	cfg, err := config.Load(nil, []string{"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--plugins-dir", t.TempDir(), "--access-log=false", "--host-id", "e2e-host",
-		"--database-url", dbURL, "--admin-token", adminToken, "--trusted-keys", s.keyFile})
+		"--database-url", dbURL, "--admin-token", adminToken, "--trusted-keys", s.keyFile,
+		"--nats-url", evbus.url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,6 +511,17 @@ func startHost(t *testing.T, dbURL string, s *signer, logFile string) string {
 			// server.Server does not expose its health checker, so the test reads the
 			// same report through /readyz.
 			Readiness: func(ctx context.Context) any { return readyz(ctx, "http://"+srv.Addr()) }})
+	}
+	if !hasRoute(app, "GET", "/admin/api/events") {
+		// The test's own connection to the host's NATS server stands in for the host's bus.
+		admin.MountEvents(app, admin.EventsConfig{Token: adminToken, Logger: slog.New(slog.NewJSONHandler(lf, nil)), Bus: evbus.bus,
+			Manifests: func() []*manifest.Manifest {
+				var out []*manifest.Manifest
+				for _, g := range srv.Plugins().List() {
+					out = append(out, g.Manifest())
+				}
+				return out
+			}})
 	}
 	if !hasRoute(app, "GET", "/admin/*") {
 		dashboard.Mount(app)
@@ -481,6 +582,18 @@ func upload(base string, raw []byte) (int, string) {
 	fw.Write(raw)
 	w.Close()
 	return adminCall("POST", base+"/admin/api/plugins", buf.Bytes(), w.FormDataContentType())
+}
+
+func tenantGet(url, tenant string) (int, string) {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("X-Tenant-ID", tenant)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
 func get(url string) (int, string) {

@@ -139,6 +139,8 @@ const routes = [
   [/^#?\/?$/, 'overview', overviewPage],
   [/^#\/plugins\/?$/, 'plugins', pluginsPage],
   [/^#\/plugins\/([^/]+)$/, 'plugins', pluginPage],
+  [/^#\/events\/?$/, 'events', eventsPage],
+  [/^#\/events\/([^/]+)$/, 'events', deadLettersPage],
   [/^#\/activity$/, 'activity', activityPage],
   [/^#\/login$/, 'login', loginPage],
 ];
@@ -409,7 +411,7 @@ function bindUpload(p) {
 main.addEventListener('click', async (e) => {
   const b = e.target.closest('button[data-action]');
   if (!b || b.disabled) return;
-  const { action, name, version, previous } = b.dataset;
+  const { action, name, version, previous, topic, id } = b.dataset;
   switch (action) {
     case 'activate':
       if (!(await confirmStep(`Activate ${name} ${version}`, `Make ${name} ${version} the active version on every host?\nThe new version is verified, compiled, migrated and health-checked before it takes traffic; if any step fails the current version keeps serving.`, `Activate ${version}`))) return;
@@ -428,6 +430,16 @@ main.addEventListener('click', async (e) => {
     case 'delete':
       if (!(await confirmStep(`Delete ${name} ${version}`, `Delete ${name} ${version} from the registry?\nThe bundle is removed for good; its history entries stay.`, 'Delete', true))) return;
       await act(`Deleting ${name} ${version}`, () => api(`/plugins/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, { method: 'DELETE' }), () => `${name} ${version} deleted.`);
+      break;
+    case 'replay':
+      if (!(await confirmStep(`Replay a dead letter of ${topic}`, `Republish message ${id} to ${topic} and remove it from ${topic}.dlq?\nEvery consumer group subscribed to ${topic} receives it again, starting a fresh count of attempts; if it fails again it is parked again.`, 'Replay'))) return;
+      await act(`Replaying ${id}`, () => api(`/events/dlq/${encodeURIComponent(topic)}/${encodeURIComponent(id)}/replay`, { method: 'POST' }),
+        (r) => (r.result === 'gone' ? `Message ${id} was no longer parked: nothing was replayed.` : `Message ${id} replayed to ${r.topic}.`));
+      break;
+    case 'discard':
+      if (!(await confirmStep(`Discard a dead letter of ${topic}`, `Remove message ${id} from ${topic}.dlq without processing it?\nThe event is lost for every subscriber that had failed on it.`, 'Discard', true))) return;
+      await act(`Discarding ${id}`, () => api(`/events/dlq/${encodeURIComponent(topic)}/${encodeURIComponent(id)}/discard`, { method: 'POST' }),
+        (r) => (r.result === 'gone' ? `Message ${id} was no longer parked.` : `Message ${id} discarded.`));
       break;
     default:
       return;
@@ -604,6 +616,93 @@ function drawPluginCharts(name, h) {
     ` · in flight ${fmtNum(cur.in_flight ?? 0, 0)} · failed calls: ${fails || 'none'} · latency mean ${cur.latency.count ? ms(cur.latency.sum / cur.latency.count * 1000) + ' ms' : '—'}`;
   const pn = $('#pool-now');
   if (pn && cur.pool.instances != null) pn.textContent = `${fmtNum(cur.pool.in_use, 0)} in use of ${fmtNum(cur.pool.instances, 0)} · ${fmtBytes(cur.pool.memory_bytes)}`;
+}
+
+// ---------------------------------------------------------------- events
+
+const EVENTS_POLL_MS = 5000; // topic statistics cost broker round trips: poll slower than metrics
+
+function subsCell(subs) {
+  if (!subs.length) return '<span class="muted">none</span>';
+  return subs.map((s) => `<div data-group="${esc(s.group)}"><code>${esc(s.group)}</code>${s.plugin !== s.group ? ` <span class="muted small">${esc(s.plugin)}</span>` : ''}
+    · lag <span class="badge ${s.lag > 0 ? 'degraded' : 'ok'}" data-testid="lag">${fmtNum(s.lag, 0)}</span>${s.pending != null ? ` <span class="muted small">${fmtNum(s.pending, 0)} in flight</span>` : ''}${s.known ? '' : ' <span class="muted small">(no position yet)</span>'}</div>`).join('');
+}
+
+function topicRow(t, inspectable) {
+  const dlq = t.dlq;
+  const parked = inspectable ? (dlq.messages > 0
+    ? `<a href="#/events/${encodeURIComponent(t.topic)}" class="badge failed" data-testid="dlq-count">${fmtNum(dlq.messages, 0)} parked</a>`
+    : `<a href="#/events/${encodeURIComponent(t.topic)}" class="badge ok" data-testid="dlq-count">0</a>`) : '<span class="muted">—</span>';
+  return `<tr data-topic="${esc(t.topic)}">
+    <td><code><strong>${esc(t.topic)}</strong></code>${t.error ? `<div class="small err-text">${esc(t.error)}</div>` : ''}${inspectable && !t.exists && !t.error ? '<div class="muted small">not created on the broker yet</div>' : ''}</td>
+    <td>${t.publishers.length ? t.publishers.map((x) => esc(x)).join(', ') : '<span class="muted">—</span>'}</td>
+    <td class="num">${inspectable ? fmtNum(t.messages, 0) : '—'}${t.partitions > 1 ? `<div class="muted small">${t.partitions} partitions</div>` : ''}</td>
+    <td>${subsCell(t.subscriptions)}</td>
+    <td>${parked}${dlq.subscriptions.length ? `<div class="small muted">read by</div>${subsCell(dlq.subscriptions)}` : ''}</td></tr>`;
+}
+
+async function eventsPage(p) {
+  main.innerHTML = `<div class="page-head"><div><h1>Events</h1><div class="muted small">The topics the plugins active on this host declare, how far behind each consumer group is, and what their dead-letter topics hold. Refreshes every 5 s.</div></div></div>
+    <div id="ev-note"></div>
+    <div class="panel"><div class="actions"><span class="muted small" id="ev-count"></span></div><div class="table-wrap" id="ev-topics"><p class="muted">Loading…</p></div>
+    <p class="muted small">Stored counts what the broker keeps (for its retention period), consumed or not. Lag counts what a group has not finished: not delivered yet, or delivered and not acknowledged. A message its subscriber keeps failing on is parked in the topic's dead-letter topic after the subscription's attempts.</p></div>`;
+  let first = true, shown = '';
+  await poll(p, async () => {
+    const data = await api('/events', { signal: p.abort.signal });
+    if (!alive(p)) return;
+    const json = JSON.stringify(data);
+    if (json !== shown) {
+      shown = json;
+      const parked = data.topics.reduce((a, t) => a + (t.dlq.messages || 0), 0);
+      $('#ev-note').innerHTML = data.inspectable ? '' : '<div class="panel"><span class="badge degraded">limited</span> This host\'s event bus cannot be inspected: only the declarations are shown.</div>';
+      $('#ev-count').textContent = `${data.topics.length} topic${data.topics.length === 1 ? '' : 's'}${data.inspectable ? ` · ${parked} parked message${parked === 1 ? '' : 's'}` : ''}`;
+      $('#ev-topics').innerHTML = data.topics.length
+        ? `<table id="topics"><thead><tr><th>Topic</th><th>Publishers</th><th class="num">Stored</th><th>Subscriptions</th><th>Dead letters</th></tr></thead><tbody>${data.topics.map((t) => topicRow(t, data.inspectable)).join('')}</tbody></table>`
+        : '<div class="empty">No active plugin declares a topic.</div>';
+    }
+    if (first) { first = false; rendered('events'); }
+  }, EVENTS_POLL_MS);
+}
+
+function prettyJSON(v) {
+  try { return JSON.stringify(v, null, 2); } catch { return String(v); }
+}
+
+function parkedRow(topic, m) {
+  const ev = m.event;
+  const payload = m.payload !== undefined ? prettyJSON(m.payload) : m.payload_text || (m.payload_base64 ? 'base64: ' + m.payload_base64 : '');
+  const headers = Object.entries(m.headers || {}).map(([k, v]) => `${k}: ${v}`).join('\n');
+  const why = m.removable ? '' : ' disabled title="Kafka removes only the oldest message of a partition: handle the older ones first"';
+  return `<tr data-id="${esc(m.id)}">
+    <td title="${esc(m.parked_at)}">${fmtTime(m.parked_at)}<div class="muted small">${fmtAgo(m.parked_at)}</div></td>
+    <td>${ev ? `<strong>${esc(ev.type)}</strong><div class="muted small"><code>${esc(ev.id)}</code>${ev.tenant ? ` · tenant ${esc(ev.tenant)}` : ''} · from ${esc(ev.source)}</div>` : `<code>${esc(m.message_id || m.id)}</code>`}
+      <details><summary class="small">Payload${m.size ? ` (${fmtBytes(m.size)} message)` : ''}</summary><pre class="json" data-testid="payload">${esc(payload)}</pre>${headers ? `<pre class="json small">${esc(headers)}</pre>` : ''}</details></td>
+    <td><code>${esc(m.group || '—')}</code></td>
+    <td class="num">${esc(m.attempts || '—')}</td>
+    <td class="err-text small" data-testid="error">${esc(m.error)}</td>
+    <td><div class="actions"><button type="button" class="act small" data-action="replay" data-topic="${esc(topic)}" data-id="${esc(m.id)}"${why}>Replay…</button>
+      <button type="button" class="act small danger secondary" data-action="discard" data-topic="${esc(topic)}" data-id="${esc(m.id)}"${why}>Discard…</button></div>
+      <div class="muted small">#${esc(m.id)}</div></td></tr>`;
+}
+
+async function deadLettersPage(p, topic) {
+  main.innerHTML = `<div class="page-head"><div><h1>Dead letters of <code>${esc(topic)}</code></h1><div class="muted small">Messages parked in <code>${esc(topic)}.dlq</code> after a subscriber gave up on them, oldest first. <strong>Replay</strong> republishes one to <code>${esc(topic)}</code>, where every subscribed group receives it again, and removes it from here; <strong>discard</strong> removes it. Refreshes every 5 s.</div></div>
+    <span class="spacer"></span><a href="#/events">All topics</a></div>
+    <div class="panel"><div class="actions"><span id="dlq-count" class="muted small"></span></div><div class="table-wrap" id="dlq-list"><p class="muted">Loading…</p></div></div>`;
+  let first = true, shown = '';
+  await poll(p, async () => {
+    const data = await api(`/events/dlq/${encodeURIComponent(topic)}?limit=100`, { signal: p.abort.signal });
+    if (!alive(p)) return;
+    const json = JSON.stringify(data);
+    if (json !== shown) { // redraw only on change, so open payloads stay open
+      shown = json;
+      $('#dlq-count').textContent = `${data.total} parked${data.messages.length < data.total ? `, the oldest ${data.messages.length} shown` : ''}`;
+      $('#dlq-list').innerHTML = data.messages.length
+        ? `<table id="dead-letters"><thead><tr><th>Parked</th><th>Event</th><th>Group</th><th class="num">Attempts</th><th>Last error</th><th></th></tr></thead><tbody>${data.messages.map((m) => parkedRow(topic, m)).join('')}</tbody></table>`
+        : '<div class="empty" data-testid="dlq-empty">Nothing is parked for this topic.</div>';
+    }
+    if (first) { first = false; rendered('dead-letters'); }
+  }, EVENTS_POLL_MS);
 }
 
 // ---------------------------------------------------------------- activity
