@@ -90,11 +90,14 @@ func load(addr, path string, body []byte, dur time.Duration, conns int) (loadRes
 // not to be the bottleneck) for dur, while during (if any) runs; ok decides whether
 // an answer counts as a success.
 func drive(addr, method, path string, body []byte, conns int, dur time.Duration,
-	ok func(*fasthttp.Response) bool, during func(stop <-chan struct{}) error) (loadResult, error) {
+	ok func(*fasthttp.Response) bool, during func(stop <-chan struct{}) error, headers ...string) (loadResult, error) {
 	client := &fasthttp.HostClient{Addr: addr, MaxConns: conns, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	send := func(req *fasthttp.Request) {
 		req.SetRequestURI("http://" + addr + path)
 		req.Header.SetMethod(method)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 		if body != nil {
 			req.Header.SetContentType("application/json")
 			req.SetBody(body)

@@ -32,7 +32,7 @@ func record(name, value, baseline, ratio, target string) {
 }
 
 func main() {
-	only := flag.String("only", "", "comma-separated scenarios to run (roundtrip,http,memory,load,sql,cache,events-nats,events-kafka,swap); empty: all")
+	only := flag.String("only", "", "comma-separated scenarios to run (roundtrip,http,memory,load,sql,cache,events-nats,events-kafka,swap,platform); empty: all")
 	dur := flag.Duration("duration", 5*time.Second, "duration of each HTTP load phase")
 	conns := flag.Int("connections", 32, "concurrent HTTP connections")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
@@ -73,6 +73,7 @@ func main() {
 	run("events-nats", func() error { return benchEvents(ctx, logger, "NATS JetStream, embedded") })
 	run("events-kafka", func() error { return benchEventsKafka(ctx, logger) })
 	run("swap", func() error { return benchSwap(ctx, logger, *dur, 8) })
+	run("platform", func() error { return benchPlatform(ctx, logger, *dur, *conns) })
 	if len(failed) > 0 {
 		fmt.Fprintf(os.Stderr, "\n%d scenario(s) failed:\n  %s\n", len(failed), strings.Join(failed, "\n  "))
 		pprof.StopCPUProfile()

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/valyala/fasthttp"
+
+	"github.com/keelhq/keel/bridges/postgres/pgtest"
+	"github.com/keelhq/keel/host/internal/config"
+	"github.com/keelhq/keel/host/internal/server"
+	"github.com/keelhq/keel/host/internal/testkit"
+)
+
+// benchPlatform measures the first business services: logins per second, and an
+// authenticated GET of one customer through the gateway (token check, master-data
+// plugin, SQL in a tenant transaction) against a native fiber handler in the same
+// process running the same tenant-scoped query (without checking a token, which only
+// favours the native side).
+func benchPlatform(ctx context.Context, logger *slog.Logger, dur time.Duration, conns int) error {
+	db, err := pgtest.Create(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		db.Drop(context.Background(), "keel_plg_auth")
+		if c, err := pgx.Connect(context.Background(), pgtest.AdminURL()); err == nil {
+			c.Exec(context.Background(), `DROP ROLE IF EXISTS keel_plg_master_data`)
+			c.Close(context.Background())
+		}
+	}()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	os.Setenv("KEEL_PLUGIN_AUTH_SIGNING_SEED", base64.StdEncoding.EncodeToString(priv.Seed()))
+	defer os.Unsetenv("KEEL_PLUGIN_AUTH_SIGNING_SEED")
+	pdir, err := pluginsDir("plugins/auth", "plugins/master-data")
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{"auth", "master-data"} { // first-party migrations live in migrations/<name>
+		if err := copySQL(filepath.Join(testkit.Root(), "migrations", name), filepath.Join(pdir, name, "migrations")); err != nil {
+			return err
+		}
+	}
+	dataDir, err := os.MkdirTemp("", "keelbench-platform-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dataDir)
+	os.MkdirAll(testkit.CacheDir(), 0o755)
+	os.Symlink(testkit.CacheDir(), filepath.Join(dataDir, "compile-cache"))
+	cfg, err := config.Load(nil, []string{"--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--plugins-dir", pdir,
+		"--access-log=false", "--log-level", "error", "--database-url", db.URL(), "--jwt-public-key", base64.StdEncoding.EncodeToString(pub)})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, db.URL())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	srv.App().Get("/native/customers/:id", func(c *fiber.Ctx) error {
+		tx, err := pool.Begin(c.UserContext())
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(c.UserContext())
+		var row struct {
+			ID      string `json:"id"`
+			Code    string `json:"code"`
+			Name    string `json:"name"`
+			Email   string `json:"email"`
+			Version int64  `json:"version"`
+		}
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('role', 'keel_plg_master_data', true), set_config('app.tenant_id', $1, true)`, "acme")
+		b.Queue(`SELECT id::text, code, name, coalesce(email, ''), version FROM plg_master_data.customers WHERE id = $1 AND deleted_at IS NULL`,
+			c.Params("id")).QueryRow(func(r pgx.Row) error { return r.Scan(&row.ID, &row.Code, &row.Name, &row.Email, &row.Version) })
+		if err := tx.SendBatch(c.UserContext(), b).Close(); err != nil {
+			return c.Status(404).JSON(fiber.Map{"error": fiber.Map{"code": "not_found"}})
+		}
+		if err := tx.Commit(c.UserContext()); err != nil {
+			return err
+		}
+		c.Set("ETag", fmt.Sprintf(`"%d"`, row.Version))
+		return c.JSON(row)
+	})
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Shutdown(context.Background())
+	base := "http://" + srv.Addr()
+	call := func(method, path, token string, body any) (int, []byte, error) {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
+		req.Header.Set("X-Tenant-ID", "acme")
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, nil
+	}
+	if st, b, err := call("POST", "/api/auth/bootstrap", "", map[string]string{"email": "admin@acme.test", "password": "correct horse battery"}); err != nil || st != 201 {
+		return fmt.Errorf("bootstrap: %d %s %v", st, b, err)
+	}
+	login := func() (string, error) {
+		st, b, err := call("POST", "/api/auth/login", "", map[string]string{"email": "admin@acme.test", "password": "correct horse battery"})
+		if err != nil || st != 200 {
+			return "", fmt.Errorf("login: %d %s %v", st, b, err)
+		}
+		var v struct {
+			AccessToken string `json:"access_token"`
+		}
+		return v.AccessToken, json.Unmarshal(b, &v)
+	}
+	// Logins per second, with as many concurrent logins as the plugin's pool allows.
+	const logins = 24
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, logins)
+	for i := 0; i < logins; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, err := login(); errs <- err }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	loginRate := float64(logins) / time.Since(t0).Seconds()
+	token, err := login()
+	if err != nil {
+		return err
+	}
+	st, b, err := call("POST", "/api/master-data/customers", token, map[string]string{"code": "C-1", "name": "Ada Lovelace", "email": "ada@example.com"})
+	if err != nil || st != 201 {
+		return fmt.Errorf("create customer: %d %s %v", st, b, err)
+	}
+	var cust struct{ ID string }
+	json.Unmarshal(b, &cust)
+	ok := func(r *fasthttp.Response) bool { return r.StatusCode() == 200 }
+	best := map[string]loadResult{}
+	for round := 0; round < 2; round++ {
+		for _, path := range []string{"/native/customers/" + cust.ID, "/api/master-data/customers/" + cust.ID} {
+			r, err := drive(srv.Addr(), "GET", path, nil, conns, dur, ok, nil, "Authorization", "Bearer "+token, "X-Tenant-ID", "acme")
+			if err != nil {
+				return err
+			}
+			if r.errors > 0 {
+				return fmt.Errorf("%s: %d of %d requests failed", path, r.errors, r.total)
+			}
+			if b, ok := best[path]; !ok || r.rps > b.rps {
+				best[path] = r
+			}
+		}
+	}
+	n, p := best["/native/customers/"+cust.ID], best["/api/master-data/customers/"+cust.ID]
+	record("logins per second (bcrypt cost 10, concurrent)", fmt.Sprintf("%.1f/s", loginRate), "", "", "")
+	record(fmt.Sprintf("authenticated GET customer (%d conns)", conns), fmt.Sprintf("%.0f req/s", p.rps), fmt.Sprintf("native %.0f req/s", n.rps),
+		fmt.Sprintf("%.2f×", p.rps/n.rps), "≥ 0.7×")
+	record("authenticated GET customer p99", ms(p.p99), "native "+ms(n.p99), fmt.Sprintf("%.2f×", float64(p.p99)/float64(n.p99)), "")
+	return nil
+}
+
+func copySQL(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".sql" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
