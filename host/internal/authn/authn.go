@@ -61,6 +61,13 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
+
+	// verified remembers tokens whose signature and claims checked out, until they
+	// expire: Ed25519 verification costs tens of microseconds, and a client sends the
+	// same token with every request for its 10-minute life. Revocation is still
+	// checked per request (through the short session cache).
+	vmu      sync.Mutex
+	verified map[[32]byte]*Claims
 }
 
 type cached struct {
@@ -94,7 +101,8 @@ func New(pub ed25519.PublicKey, opts Options) (*Verifier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Verifier{pub: pub, kid: KeyID(pub), leeway: opts.Leeway, now: opts.Now, check: opts.Sessions, ttl: opts.CacheTTL, cache: map[string]cached{}}, nil
+	return &Verifier{pub: pub, kid: KeyID(pub), leeway: opts.Leeway, now: opts.Now, check: opts.Sessions, ttl: opts.CacheTTL,
+		cache: map[string]cached{}, verified: map[[32]byte]*Claims{}}, nil
 }
 
 // KeyID is the token header's kid for a key: the first 16 hex digits of its SHA-256.
@@ -121,7 +129,7 @@ func invalid(format string, args ...any) error {
 
 // Verify checks a compact JWT and returns its claims.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
-	c, err := v.parse(token)
+	c, err := v.parseCached(token)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +142,36 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 			return nil, invalid("session revoked or expired")
 		}
 	}
+	return c, nil
+}
+
+// parseCached is parse with a memo of verified tokens, bounded and dropped at expiry.
+func (v *Verifier) parseCached(token string) (*Claims, error) {
+	if len(token) > MaxTokenSize {
+		return v.parse(token)
+	}
+	key := sha256.Sum256([]byte(token))
+	now := v.now()
+	v.vmu.Lock()
+	c, ok := v.verified[key]
+	v.vmu.Unlock()
+	if ok && now.Before(c.Expires.Add(v.leeway)) {
+		return c, nil
+	}
+	c, err := v.parse(token)
+	if err != nil {
+		return nil, err
+	}
+	v.vmu.Lock()
+	if len(v.verified) > 50_000 {
+		for k, old := range v.verified {
+			if !now.Before(old.Expires.Add(v.leeway)) || len(v.verified) > 50_000 {
+				delete(v.verified, k)
+			}
+		}
+	}
+	v.verified[key] = c
+	v.vmu.Unlock()
 	return c, nil
 }
 

@@ -97,6 +97,23 @@ func TestSessionCheckIsCached(t *testing.T) {
 	}
 }
 
+func TestVerifiedTokensStillExpire(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	clock := now
+	v, _ := New(pub, Options{Now: func() time.Time { return clock }, Leeway: time.Second})
+	tok := sign(t, priv, map[string]any{"alg": "EdDSA"}, good())
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), tok); err != nil { // from the memo
+		t.Fatal(err)
+	}
+	clock = clock.Add(11 * time.Minute)
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a remembered token outlived its expiry: %v", err)
+	}
+}
+
 func FuzzVerify(f *testing.F) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	v, _ := New(pub, Options{Now: func() time.Time { return now }})
