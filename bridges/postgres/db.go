@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -35,6 +36,10 @@ type DB struct {
 
 	// typeNames caches pg_type names of result columns that pgx does not know (enums, domains, ...).
 	typeNames sync.Map // uint32 -> string
+
+	// stmtGens and prepared track plugin prepared statements (prepared.go).
+	stmtGens sync.Map // schema -> *atomic.Int64
+	prepared sync.Map // *pgconn.PgConn -> *preparedSet
 }
 
 // Option configures Open.
@@ -109,6 +114,8 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	rp["bytea_output"] = "hex"
 	// No AfterRelease hook: pgxpool already destroys a released connection that is still inside a
 	// transaction or busy, which is the backstop Tx relies on if a rollback cannot be sent.
+	db := &DB{log: o.logger}
+	cfg.BeforeClose = func(c *pgx.Conn) { db.forget(c.PgConn()) }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create pool for %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
@@ -117,7 +124,8 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s:%d/%s as %s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, cfg.ConnConfig.User, err)
 	}
-	return &DB{pool: pool, log: o.logger}, nil
+	db.pool = pool
+	return db, nil
 }
 
 // Ping checks that a connection can be acquired and answers; /readyz uses it.

@@ -148,6 +148,9 @@ func Migrate(ctx context.Context, db *DB, scope string, src fs.FS, opts ...Migra
 			db.log.Info("applied migration", "scope", scope, "file", f.Name, "duration", time.Since(start))
 		}
 	}
+	if plugin != nil {
+		db.bumpStatements(plugin.schema) // tables may have changed: no plan prepared before may run after
+	}
 	return applied, nil
 }
 

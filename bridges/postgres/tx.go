@@ -118,7 +118,13 @@ func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error
 		return nil, tx.errorf("query: %w", err)
 	}
 	pc := tx.conn.Conn().PgConn()
-	rr := pc.ExecParams(ctx, sql, values, oids, formats, nil)
+	rr, err := tx.execPrepared(ctx, sql, values, oids, formats)
+	if err != nil {
+		if err := tx.stillInTx(); err != nil {
+			return nil, err
+		}
+		return nil, tx.errorf("query: %w", err)
+	}
 	// Copy the descriptions: the connection reuses their memory for the next statement, and the type
 	// name lookup below is one.
 	fds := slices.Clone(rr.FieldDescriptions())
@@ -184,7 +190,13 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected in
 	if err != nil {
 		return 0, tx.errorf("exec: %w", err)
 	}
-	rr := tx.conn.Conn().PgConn().ExecParams(ctx, sql, values, oids, formats, nil)
+	rr, err := tx.execPrepared(ctx, sql, values, oids, formats)
+	if err != nil {
+		if err := tx.stillInTx(); err != nil {
+			return 0, err
+		}
+		return 0, tx.errorf("exec: %w", err)
+	}
 	for rr.NextRow() {
 	}
 	tag, err := rr.Close()
