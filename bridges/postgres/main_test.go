@@ -144,6 +144,9 @@ func mustExec(t testing.TB, tx *Tx, sql string, args ...any) int64 {
 // rawExec sends sql on the transaction's connection without the guard, to test what the database
 // itself allows the plugin's role.
 func rawExec(ctx context.Context, tx *Tx, sql string) error {
+	if err := tx.beginNow(ctx); err != nil { // the role and tenant switch, as every statement gets
+		return err
+	}
 	_, err := tx.conn.Conn().PgConn().Exec(ctx, sql).ReadAll()
 	return err
 }

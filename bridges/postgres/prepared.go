@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -64,9 +65,19 @@ func statementName(schema string, gen int64, sql string, oids []uint32) string {
 	return "keel_" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
+// stmt is a statement's result being read; finish completes the round trip it came in.
+type stmt struct {
+	rr     *pgconn.ResultReader
+	finish func() error
+}
+
+func noFinish() error { return nil }
+
 // execPrepared runs a plugin statement as a prepared statement, preparing it on this
-// connection first if needed. Errors surface from the result reader like ExecParams'.
-func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oids []uint32, formats []int16) (*pgconn.ResultReader, error) {
+// connection first if needed. The transaction's first statement carries BEGIN and the
+// setup in the same round trip when it is already prepared. Errors surface from the
+// result reader like ExecParams'.
+func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oids []uint32, formats []int16) (*stmt, error) {
 	pc := tx.conn.Conn().PgConn()
 	db := tx.p.db
 	name := statementName(tx.p.names.schema, db.statementGen(tx.p.names.schema), sql, oids)
@@ -74,6 +85,36 @@ func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oid
 	set.mu.Lock()
 	_, ok := set.names[name]
 	set.mu.Unlock()
+	if ok && tx.setup != nil {
+		b := &pgconn.Batch{}
+		tx.queueBegin(b)
+		b.ExecPrepared(name, values, formats, nil)
+		mrr := pc.ExecBatch(ctx, b)
+		for i := 0; i < 2; i++ { // BEGIN, setup
+			if !mrr.NextResult() {
+				err := mrr.Close()
+				if err == nil {
+					err = errors.New("missing result of BEGIN")
+				}
+				return nil, err
+			}
+			if _, err := mrr.ResultReader().Close(); err != nil {
+				mrr.Close() //nolint:errcheck // the first error is the one that matters
+				return nil, err
+			}
+		}
+		if !mrr.NextResult() {
+			err := mrr.Close()
+			if err == nil {
+				err = errors.New("missing result of the statement")
+			}
+			return nil, err
+		}
+		return &stmt{rr: mrr.ResultReader(), finish: mrr.Close}, nil
+	}
+	if err := tx.beginNow(ctx); err != nil {
+		return nil, err
+	}
 	if !ok {
 		if len(set.names) >= maxPrepared {
 			if err := pc.Exec(ctx, "DEALLOCATE ALL").Close(); err != nil {
@@ -90,5 +131,5 @@ func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oid
 		set.names[name] = struct{}{}
 		set.mu.Unlock()
 	}
-	return pc.ExecPrepared(ctx, name, values, formats, nil), nil
+	return &stmt{rr: pc.ExecPrepared(ctx, name, values, formats, nil), finish: noFinish}, nil
 }

@@ -49,6 +49,9 @@ type Tx struct {
 	p      PluginDB
 	tenant string
 	conn   *pgxpool.Conn // nil once the transaction has ended
+	// setup holds the parameters of BEGIN and the switch to the plugin's role and
+	// tenant until the first statement, which carries them in the same round trip.
+	setup [][]byte
 }
 
 // Begin starts a transaction for tenant. BEGIN and the switch to the plugin's role, search_path,
@@ -67,20 +70,36 @@ func (p PluginDB) Begin(ctx context.Context, tenant string) (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: plugin %q: acquire connection: %w", p.names.name, err)
 	}
-	b := &pgconn.Batch{}
-	b.ExecParams("BEGIN", nil, nil, nil, nil)
-	b.ExecParams(setupSQL, [][]byte{
+	// Nothing is sent yet: BEGIN and the setup travel with the first statement (or
+	// alone, if the first statement still has to be prepared), and a transaction that
+	// runs no statement costs no round trip at all.
+	return &Tx{p: p, tenant: tenant, conn: conn, setup: [][]byte{
 		[]byte(p.names.role),
 		[]byte(p.names.searchPath()),
 		[]byte(tenant),
 		[]byte(p.names.name),
 		[]byte(strconv.FormatInt(p.limits.statementTimeout.Milliseconds(), 10)),
-	}, textOIDs5, nil, nil)
-	if _, err := conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
-		endConn(ctx, conn)
-		return nil, fmt.Errorf("postgres: plugin %q: begin for tenant %q: %w", p.names.name, tenant, err)
+	}}, nil
+}
+
+// queueBegin adds BEGIN and the setup to a batch.
+func (tx *Tx) queueBegin(b *pgconn.Batch) {
+	b.ExecParams("BEGIN", nil, nil, nil, nil)
+	b.ExecParams(setupSQL, tx.setup, textOIDs5, nil, nil)
+	tx.setup = nil
+}
+
+// beginNow sends BEGIN and the setup on their own.
+func (tx *Tx) beginNow(ctx context.Context) error {
+	if tx.setup == nil {
+		return nil
 	}
-	return &Tx{p: p, tenant: tenant, conn: conn}, nil
+	b := &pgconn.Batch{}
+	tx.queueBegin(b)
+	if _, err := tx.conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
+		return fmt.Errorf("begin for tenant %q: %w", tx.tenant, err)
+	}
+	return nil
 }
 
 // Column describes one result column.
@@ -118,13 +137,14 @@ func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error
 		return nil, tx.errorf("query: %w", err)
 	}
 	pc := tx.conn.Conn().PgConn()
-	rr, err := tx.execPrepared(ctx, sql, values, oids, formats)
+	st, err := tx.execPrepared(ctx, sql, values, oids, formats)
 	if err != nil {
 		if err := tx.stillInTx(); err != nil {
 			return nil, err
 		}
 		return nil, tx.errorf("query: %w", err)
 	}
+	rr := st.rr
 	// Copy the descriptions: the connection reuses their memory for the next statement, and the type
 	// name lookup below is one.
 	fds := slices.Clone(rr.FieldDescriptions())
@@ -160,6 +180,9 @@ func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error
 		res.Rows = append(res.Rows, row)
 	}
 	_, err = rr.Close()
+	if derr := st.finish(); err == nil {
+		err = derr
+	}
 	if err := tx.stillInTx(); err != nil {
 		return nil, err
 	}
@@ -190,16 +213,19 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected in
 	if err != nil {
 		return 0, tx.errorf("exec: %w", err)
 	}
-	rr, err := tx.execPrepared(ctx, sql, values, oids, formats)
+	st, err := tx.execPrepared(ctx, sql, values, oids, formats)
 	if err != nil {
 		if err := tx.stillInTx(); err != nil {
 			return 0, err
 		}
 		return 0, tx.errorf("exec: %w", err)
 	}
-	for rr.NextRow() {
+	for st.rr.NextRow() {
 	}
-	tag, err := rr.Close()
+	tag, err := st.rr.Close()
+	if derr := st.finish(); err == nil {
+		err = derr
+	}
 	if err := tx.stillInTx(); err != nil {
 		return 0, err
 	}
@@ -222,6 +248,14 @@ func (tx *Tx) Commit(ctx context.Context, events []OutboxEvent) error {
 		return tx.errorf("commit: %w", ErrTxDone)
 	}
 	defer tx.end(ctx)
+	if tx.setup != nil {
+		if len(events) == 0 {
+			return nil // no statement ran: there is nothing to commit
+		}
+		if err := tx.beginNow(ctx); err != nil {
+			return tx.errorf("commit: %w", err)
+		}
+	}
 	pc := tx.conn.Conn().PgConn()
 	switch pc.TxStatus() {
 	case 'T':
