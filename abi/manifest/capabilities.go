@@ -51,6 +51,10 @@ type SubscribeCap struct {
 	Group string `json:"group,omitempty"`
 	// MaxAttempts before the event is parked in the topic's dead-letter topic.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Broadcast delivers every event to every host (each host consumes with its own
+	// group, Group + "-" + host id) instead of to one host of the group: for work that
+	// is local to a host, such as invalidating an in-process cache.
+	Broadcast bool `json:"broadcast,omitempty"`
 }
 
 // HTTPCap configures outbound HTTP.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ type Target func(plugin string) *runtime.Plugin
 
 // Events owns topic provisioning and subscriptions.
 type Events struct {
+	hostID  string
 	bus     bus.Bus
 	target  Target
 	logger  *slog.Logger
@@ -37,10 +39,39 @@ type subscription struct {
 	sub  bus.Subscription
 }
 
-// New creates the events layer over b.
-func New(b bus.Bus, target Target, logger *slog.Logger, metrics *bus.Metrics) *Events {
+// New creates the events layer over b. hostID names this host's own consumer groups
+// for broadcast subscriptions.
+func New(b bus.Bus, target Target, logger *slog.Logger, metrics *bus.Metrics, hostID string) *Events {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Events{bus: b, target: target, logger: logger, metrics: metrics, subs: map[string]*subscription{}, ctx: ctx, cancel: cancel}
+	return &Events{hostID: hostGroupSuffix(hostID), bus: b, target: target, logger: logger, metrics: metrics, subs: map[string]*subscription{}, ctx: ctx, cancel: cancel}
+}
+
+// hostGroupSuffix turns a host id into a valid group-name suffix.
+func hostGroupSuffix(id string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(id) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	if b.Len() == 0 {
+		return "host"
+	}
+	s := b.String()
+	if len(s) > 60 {
+		s = s[:60]
+	}
+	return s
+}
+
+// group is the consumer group of a subscription on this host.
+func (e *Events) group(decl manifest.SubscribeCap) string {
+	if decl.Broadcast {
+		return decl.Group + "-" + e.hostID
+	}
+	return decl.Group
 }
 
 // Bus returns the underlying bus (for the outbox relay and readiness).
@@ -95,13 +126,13 @@ func (e *Events) Sync(m *manifest.Manifest) error {
 		h := bus.Retrying(e.handler(m.Name), bus.RetryPolicy{
 			MaxAttempts: decl.MaxAttempts, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second, Jitter: 0.2,
 		}, e.bus, bus.WithLogger(e.logger), bus.WithMetrics(e.metrics))
-		sub, err := e.bus.Subscribe(e.ctx, decl.Topic, decl.Group, h)
+		sub, err := e.bus.Subscribe(e.ctx, decl.Topic, e.group(decl), h)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("plugin %s: subscribe %s: %w", m.Name, decl.Topic, err))
 			continue
 		}
 		e.subs[key] = &subscription{decl: decl, sub: sub}
-		e.logger.Info("subscribed", "plugin", m.Name, "topic", decl.Topic, "group", decl.Group)
+		e.logger.Info("subscribed", "plugin", m.Name, "topic", decl.Topic, "group", e.group(decl))
 	}
 	return errors.Join(errs...)
 }

@@ -370,7 +370,7 @@ func (s *Server) openEvents(ctx context.Context, deps map[string]health.Check, m
 			return g.Plugin
 		}
 		return nil
-	}, s.logger, bm)
+	}, s.logger, bm, s.cfg.HostID)
 	s.closers = append(s.closers, func() error { s.events.Close(); return nil })
 	if s.db != nil {
 		relay, err := postgres.NewRelay(s.db, func(ctx context.Context, topic string, msgs []postgres.RelayMessage) error {
