@@ -36,6 +36,9 @@ type Config struct {
 	// HostID names this host in listings.
 	HostID  string
 	Started time.Time
+	// AdminJWT accepts an access token as admin credentials; it returns the actor or an
+	// error. Nil: only Token is accepted.
+	AdminJWT func(ctx context.Context, token string) (actor string, err error)
 	// Audit records admin changes and refused admin tokens in the audit trail.
 	Audit func(action, actor, resource, requestID string, detail map[string]any)
 }
@@ -61,26 +64,33 @@ const actorKey = "admin-actor"
 // auth checks the bearer token in constant time and audits the call once it is done.
 func (a *api) auth(c *fiber.Ctx) error {
 	start := time.Now()
-	if a.cfg.Token == "" {
-		return gateway.Error(c, 503, "admin_disabled", "the admin API is disabled: set KEEL_ADMIN_TOKEN")
+	if a.cfg.Token == "" && a.cfg.AdminJWT == nil {
+		return gateway.Error(c, 503, "admin_disabled", "the admin API is disabled: set KEEL_ADMIN_TOKEN (or KEEL_JWT_PUBLIC_KEY for admin access tokens)")
 	}
 	h := c.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	want := sha256.Sum256([]byte(a.cfg.Token))
 	got := sha256.Sum256([]byte(tok))
-	if !ok || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+	who := "admin-token"
+	valid := ok && a.cfg.Token != "" && subtle.ConstantTimeCompare(want[:], got[:]) == 1
+	if !valid && ok && a.cfg.AdminJWT != nil && strings.Count(tok, ".") == 2 {
+		if actor, err := a.cfg.AdminJWT(c.UserContext(), tok); err == nil {
+			valid, who = true, actor
+		}
+	}
+	if !valid {
 		a.cfg.Logger.Warn("admin call refused", "method", c.Method(), "path", c.Path(), "ip", c.IP(), "request_id", gateway.RequestID(c))
 		c.Set("WWW-Authenticate", `Bearer realm="keel-admin"`)
 		a.audit("admin.unauthenticated", "anonymous", c.Method()+" "+c.Path(), gateway.RequestID(c), map[string]any{"ip": c.IP()})
 		return gateway.Error(c, 401, "unauthenticated", "a valid admin bearer token is required")
 	}
-	c.Locals(actorKey, "admin-token")
+	c.Locals(actorKey, who)
 	err := c.Next()
 	if c.Method() != "GET" {
-		a.audit("admin."+strings.ToLower(c.Method()), "admin-token", c.Path(), gateway.RequestID(c),
+		a.audit("admin."+strings.ToLower(c.Method()), who, c.Path(), gateway.RequestID(c),
 			map[string]any{"status": c.Response().StatusCode()})
 	}
-	a.cfg.Logger.Info("admin call", "audit", true, "actor", "admin-token", "method", c.Method(), "path", c.Path(),
+	a.cfg.Logger.Info("admin call", "audit", true, "actor", who, "method", c.Method(), "path", c.Path(),
 		"status", c.Response().StatusCode(), "ms", time.Since(start).Milliseconds(), "request_id", gateway.RequestID(c))
 	return err
 }

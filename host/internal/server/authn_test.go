@@ -97,6 +97,32 @@ func TestGatewayVerifiesAccessTokens(t *testing.T) {
 			t.Errorf("%s: 401 without the JSON error: %s", tc.name, b)
 		}
 	}
+	// Admin access tokens: only the platform tenant's keel.admin holders operate the
+	// admin API (this host has no admin token configured).
+	adminCall := func(token string) int {
+		req, _ := http.NewRequest("GET", base+"/admin/api/plugins", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name   string
+		claims map[string]any
+		status int
+	}{
+		{"platform admin", claims(map[string]any{"tid": "platform", "perms": []string{"keel.admin"}}), 200},
+		{"tenant admin with keel.admin", claims(map[string]any{"tid": "acme", "perms": []string{"keel.admin"}}), 401},
+		{"platform user without keel.admin", claims(map[string]any{"tid": "platform", "perms": []string{"example.read"}}), 401},
+		{"expired platform admin", claims(map[string]any{"tid": "platform", "perms": []string{"keel.admin"}, "exp": now.Add(-time.Hour).Unix()}), 401},
+	} {
+		if st := adminCall(jwt(priv, hdr, tc.claims)); st != tc.status {
+			t.Errorf("admin API with %s: %d, want %d", tc.name, st, tc.status)
+		}
+	}
 	// Refusals are in the audit trail: access.denied records on audit.events, through
 	// the outbox (the 403 with the caller's tenant, the 401s under "platform").
 	var denied403, denied401 int
@@ -104,6 +130,6 @@ func TestGatewayVerifiesAccessTokens(t *testing.T) {
 		err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE convert_from(payload, 'UTF8')::jsonb->>'tenant' = 'acme'),
 			count(*) FILTER (WHERE convert_from(payload, 'UTF8')::jsonb->>'tenant' = 'platform')
 			FROM keel_host.outbox WHERE topic = 'audit.events' AND convert_from(payload, 'UTF8') LIKE '%access.denied%'`).Scan(&denied403, &denied401)
-		return err == nil && denied403 >= 1 && denied401 >= 7
+		return err == nil && denied403 >= 1 && denied401 >= 7 // (admin refusals are audited under "platform" too)
 	})
 }

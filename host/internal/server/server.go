@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,7 @@ type Server struct {
 	db         *postgres.DB
 	hostPool   *pgxpool.Pool
 	audit      *hostaudit.Recorder
+	verifier   *authn.Verifier
 	store      *store.Store
 	deployer   *deploy.Deployer
 	trusted    []ed25519.PublicKey
@@ -203,7 +205,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	}
 	started := time.Now()
 	admin.Mount(gw.App(), admin.Config{Token: cfg.AdminToken, Deployer: s.deployer, Store: s.store, Plugins: mgr,
-		Logger: logger, HostID: cfg.HostID, Started: started,
+		Logger: logger, HostID: cfg.HostID, Started: started, AdminJWT: s.adminJWT(),
 		Audit: func(action, actor, resource, requestID string, detail map[string]any) {
 			s.audit.Record(hostaudit.Record{Action: action, Actor: actor, Resource: resource, RequestID: requestID, Detail: detail})
 		}})
@@ -561,6 +563,7 @@ func (s *Server) authenticator(ctx context.Context) (func(c *fiber.Ctx) (*gatewa
 	if err != nil {
 		return nil, err
 	}
+	s.verifier = v
 	return func(c *fiber.Ctx) (*gateway.Principal, error) {
 		tok, ok := strings.CutPrefix(c.Get("Authorization"), "Bearer ")
 		if !ok || tok == "" {
@@ -577,4 +580,29 @@ func (s *Server) authenticator(ctx context.Context) (func(c *fiber.Ctx) (*gatewa
 		}
 		return &gateway.Principal{Tenant: cl.Tenant, Subject: cl.Subject, Session: cl.Session, Permissions: cl.Permissions}, nil
 	}, nil
+}
+
+// AdminTenant and AdminPermission define an admin access token: one issued for the
+// platform tenant carrying keel.admin. Tenant administrators elsewhere never operate the
+// platform, whatever permissions their tenant hands out.
+const (
+	AdminTenant     = "platform"
+	AdminPermission = "keel.admin"
+)
+
+// adminJWT accepts platform administrators' access tokens on the admin API.
+func (s *Server) adminJWT() func(ctx context.Context, token string) (string, error) {
+	if s.verifier == nil {
+		return nil
+	}
+	return func(ctx context.Context, token string) (string, error) {
+		cl, err := s.verifier.Verify(ctx, token)
+		if err != nil {
+			return "", err
+		}
+		if cl.Tenant != AdminTenant || !slices.Contains(cl.Permissions, AdminPermission) {
+			return "", errors.New("not a platform administrator")
+		}
+		return "jwt:" + cl.Subject, nil
+	}
 }
