@@ -188,7 +188,13 @@ func (b *Bus) EnsureTopic(ctx context.Context, spec bus.TopicSpec) error {
 	parts := max(spec.Partitions, 1)
 	req := &kafka.CreateTopicsRequest{}
 	for _, n := range names {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: n, NumPartitions: parts, ReplicationFactor: b.cfg.replication})
+		tc := kafka.TopicConfig{Topic: n, NumPartitions: parts, ReplicationFactor: b.cfg.replication}
+		if bus.IsDLQ(n) {
+			// Parked messages wait for a person: keep dead-letter topics 28 days (the
+			// broker default for ordinary topics is usually 7).
+			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "2419200000"}}
+		}
+		req.Topics = append(req.Topics, tc)
 	}
 	res, err := b.client.CreateTopics(ctx, req)
 	if err != nil {

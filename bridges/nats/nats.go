@@ -240,6 +240,12 @@ func (b *Bus) EnsureTopic(ctx context.Context, spec bus.TopicSpec) error {
 		return fmt.Errorf("nats: ensure topic: %w", err)
 	}
 	for _, t := range topics {
+		maxAge := b.cfg.maxAge
+		if bus.IsDLQ(t) && maxAge > 0 {
+			// Parked messages wait for a person to look at them; keep them four times as
+			// long as ordinary events (28 days by default) so a holiday does not lose them.
+			maxAge *= 4
+		}
 		cfg := jetstream.StreamConfig{
 			Name:        b.cfg.names.stream(t),
 			Description: "keel topic " + t,
@@ -247,7 +253,7 @@ func (b *Bus) EnsureTopic(ctx context.Context, spec bus.TopicSpec) error {
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    b.cfg.replicas,
-			MaxAge:      b.cfg.maxAge,
+			MaxAge:      maxAge,
 			Duplicates:  b.cfg.dupWindow,
 			Discard:     jetstream.DiscardOld,
 		}
