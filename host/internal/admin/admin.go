@@ -50,6 +50,7 @@ func Mount(app *fiber.App, cfg Config) {
 	g.Get("/plugins", a.list)
 	g.Post("/plugins", a.upload)
 	g.Get("/plugins/:name/history", a.history)
+	g.Get("/history", a.history) // every plugin
 	g.Post("/plugins/:name/versions/:version/activate", a.activate)
 	g.Post("/plugins/:name/rollback", a.rollback)
 	g.Post("/plugins/:name/deactivate", a.deactivate)
@@ -317,7 +318,7 @@ func (a *api) history(c *fiber.Ctx) error {
 	if !a.needRegistry(c) {
 		return nil
 	}
-	ev, err := a.cfg.Store.History(c.UserContext(), c.Params("name"), c.QueryInt("limit", 100))
+	ev, err := a.cfg.Store.History(c.UserContext(), c.Params("name"), c.QueryInt("limit", 100)) // "" = all plugins
 	if err != nil {
 		return a.changeError(c, err)
 	}

@@ -711,20 +711,13 @@ async function activityPage(p) {
   main.innerHTML = `<div class="page-head"><div><h1>Recent admin activity</h1><div class="muted small">Uploads, activations, rollbacks, deactivations, deletions and failed activations, newest first, with the actor who made them.</div></div></div>
     <div class="panel"><div class="actions"><input type="search" id="act-filter" placeholder="Filter by plugin, action or actor" aria-label="Filter activity"><span class="muted small" id="act-count"></span></div>
     <div class="table-wrap" id="activity"><p class="muted">Loading…</p></div></div>`;
-  const data = await fetchPlugins(p.abort.signal);
-  const names = data.plugins.filter((x) => x.versions.length).map((x) => x.name);
-  // The admin API keeps history per plugin; read at most six plugins at a time.
-  const events = [];
-  let next = 0, failed = null;
-  await Promise.all(Array.from({ length: Math.min(6, names.length) }, async () => {
-    while (next < names.length && alive(p)) {
-      const n = names[next++];
-      try {
-        const r = await api(`/plugins/${encodeURIComponent(n)}/history?limit=50`, { signal: p.abort.signal });
-        events.push(...(r.events || []));
-      } catch (e) { if (e.name === 'AbortError') throw e; failed = e; }
-    }
-  }));
+  // One request: the registry's history across every plugin, newest first.
+  let events = [], failed = null;
+  try {
+    const r = await api('/history?limit=1000', { signal: p.abort.signal });
+    events = r.events || [];
+  } catch (e) { if (e.name === 'AbortError') throw e; failed = e; }
+  const names = [...new Set(events.map((e) => e.Name))];
   if (!alive(p)) return;
   events.sort((a, b) => (b.At > a.At ? 1 : b.At < a.At ? -1 : b.ID - a.ID));
   const draw = () => {
