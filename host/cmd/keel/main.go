@@ -66,6 +66,7 @@ func serve(args []string, stderr io.Writer) int {
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	server.Version = version
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		logger.Error("start-up failed", "err", err)

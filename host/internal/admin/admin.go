@@ -36,6 +36,8 @@ type Config struct {
 	// HostID names this host in listings.
 	HostID  string
 	Started time.Time
+	// Hosts lists the hosts sharing the database (just this one without a database).
+	Hosts func(ctx context.Context) ([]HostView, error)
 	// AdminJWT accepts an access token as admin credentials; it returns the actor or an
 	// error. Nil: only Token is accepted.
 	AdminJWT func(ctx context.Context, token string) (actor string, err error)
@@ -56,6 +58,7 @@ func Mount(app *fiber.App, cfg Config) {
 	g.Post("/plugins/:name/deactivate", a.deactivate)
 	g.Delete("/plugins/:name/versions/:version", a.del)
 	g.Get("/host", a.host)
+	g.Get("/hosts", a.hosts)
 }
 
 type api struct{ cfg Config }
@@ -183,6 +186,31 @@ func (a *api) list(c *fiber.Ctx) error {
 		}
 	}
 	return c.JSON(fiber.Map{"plugins": out, "host": a.cfg.HostID})
+}
+
+// HostView is one host in GET /admin/api/hosts.
+type HostView struct {
+	ID       string            `json:"id"`
+	Started  time.Time         `json:"started"`
+	LastSeen time.Time         `json:"last_seen"`
+	Version  string            `json:"version"`
+	Plugins  map[string]string `json:"plugins"`
+	Alive    bool              `json:"alive"` // seen in the last 15 s
+	Self     bool              `json:"self"`  // the host answering
+}
+
+func (a *api) hosts(c *fiber.Ctx) error {
+	if a.cfg.Hosts == nil {
+		return c.JSON(fiber.Map{"hosts": []HostView{}})
+	}
+	hs, err := a.cfg.Hosts(c.UserContext())
+	if err != nil {
+		return gateway.Error(c, 503, "registry_unavailable", err.Error())
+	}
+	if hs == nil {
+		hs = []HostView{}
+	}
+	return c.JSON(fiber.Map{"hosts": hs})
 }
 
 func (a *api) host(c *fiber.Ctx) error {

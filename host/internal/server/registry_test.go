@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keelhq/keel/abi/manifest"
+	"github.com/keelhq/keel/bridges/postgres/pgtest"
 	"github.com/keelhq/keel/host/internal/testkit"
 	"github.com/keelhq/keel/plugin-registry/bundle"
 )
@@ -71,7 +72,8 @@ func (s *signer) bundleOf(t *testing.T, dir, version string, sign bool) []byte {
 // registryHost starts a host on the shared database with the test's trusted key.
 func registryHost(t *testing.T, dbURL string, s *signer) string {
 	t.Helper()
-	_, base := startIn(t, t.TempDir(), "--database-url", dbURL, "--admin-token", adminToken, "--trusted-keys", s.keyFile)
+	_, base := startIn(t, t.TempDir(), "--database-url", dbURL, "--admin-token", adminToken, "--trusted-keys", s.keyFile,
+		"--host-id", "host-"+pgtest.RandomSuffix(4))
 	return base
 }
 
@@ -325,6 +327,20 @@ func TestTwoHostsConverge(t *testing.T) {
 			return servedVersion(t, a) == tc.version && servedVersion(t, b) == tc.version
 		})
 		t.Logf("step %d: both hosts serve %s %s after the activation", i, tc.version, time.Since(t0).Round(time.Millisecond))
+	}
+	// Each host sees both in the registry's host list, alive, with what they serve.
+	st, body := adminCall(t, "GET", a+"/admin/api/hosts", nil, "")
+	var hs struct {
+		Hosts []struct {
+			ID      string
+			Alive   bool
+			Self    bool
+			Plugins map[string]string
+		}
+	}
+	json.Unmarshal([]byte(body), &hs)
+	if st != 200 || len(hs.Hosts) != 2 || !hs.Hosts[0].Alive || !hs.Hosts[1].Alive || hs.Hosts[0].Self == hs.Hosts[1].Self {
+		t.Fatalf("hosts: %d %s", st, body)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,20 +59,22 @@ type Server struct {
 	ln      net.Listener
 	served  chan error
 
-	db         *postgres.DB
-	hostPool   *pgxpool.Pool
-	audit      *hostaudit.Recorder
-	verifier   *authn.Verifier
-	store      *store.Store
-	deployer   *deploy.Deployer
-	trusted    []ed25519.PublicKey
-	stopFollow func()
-	data       *capabilities.Data
-	events     *events.Events
-	config     *capabilities.Config
-	pmetrics   *capabilities.Metrics
-	http       *capabilities.HTTP
-	closers    []func() error
+	db            *postgres.DB
+	hostPool      *pgxpool.Pool
+	audit         *hostaudit.Recorder
+	verifier      *authn.Verifier
+	store         *store.Store
+	deployer      *deploy.Deployer
+	trusted       []ed25519.PublicKey
+	stopFollow    func()
+	stopHeartbeat func()
+	started       time.Time
+	data          *capabilities.Data
+	events        *events.Events
+	config        *capabilities.Config
+	pmetrics      *capabilities.Metrics
+	http          *capabilities.HTTP
+	closers       []func() error
 }
 
 // New builds a server from cfg and connects to its dependencies. Nothing listens
@@ -204,8 +207,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 		chk.AddDependency(name, check)
 	}
 	started := time.Now()
+	s.started = started
 	admin.Mount(gw.App(), admin.Config{Token: cfg.AdminToken, Deployer: s.deployer, Store: s.store, Plugins: mgr,
-		Logger: logger, HostID: cfg.HostID, Started: started, AdminJWT: s.adminJWT(),
+		Logger: logger, HostID: cfg.HostID, Started: started, AdminJWT: s.adminJWT(), Hosts: s.hosts,
 		Audit: func(action, actor, resource, requestID string, detail map[string]any) {
 			s.audit.Record(hostaudit.Record{Action: action, Actor: actor, Resource: resource, RequestID: requestID, Detail: detail})
 		}})
@@ -454,6 +458,12 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.logger.Info("boot plugins loaded", "count", len(s.plugins.List()), "ms", time.Since(t0).Milliseconds())
 	}
+	if s.hostPool != nil {
+		hctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.heartbeat(hctx) }()
+		s.stopHeartbeat = func() { cancel(); <-done }
+	}
 	if s.deployer != nil {
 		if err := s.deployer.Reconcile(ctx); err != nil {
 			s.logger.Error("initial reconcile with the registry", "err", err)
@@ -478,6 +488,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.stopFollow != nil {
 		s.stopFollow()
+	}
+	if s.stopHeartbeat != nil {
+		s.stopHeartbeat()
 	}
 	if s.events != nil {
 		s.events.Close() // stop consuming before the plugins that handle events close
@@ -605,4 +618,68 @@ func (s *Server) adminJWT() func(ctx context.Context, token string) (string, err
 		}
 		return "jwt:" + cl.Subject, nil
 	}
+}
+
+// Version is the host's build version, set by the command from its linker flag.
+var Version = "dev"
+
+// heartbeat records this host in keel_host.hosts every 5 s, with the plugin versions
+// it serves, and removes the row on a clean shutdown.
+func (s *Server) heartbeat(ctx context.Context) {
+	beat := func() {
+		plugins := map[string]string{}
+		for _, g := range s.plugins.List() {
+			plugins[g.Plugin.Name()] = g.Manifest().Version
+		}
+		pj, _ := json.Marshal(plugins)
+		bctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if _, err := s.hostPool.Exec(bctx, `INSERT INTO keel_host.hosts (id, started_at, last_seen, version, plugins)
+			VALUES ($1, $2, now(), $3, $4) ON CONFLICT (id) DO UPDATE
+			SET started_at = EXCLUDED.started_at, last_seen = now(), version = EXCLUDED.version, plugins = EXCLUDED.plugins`,
+			s.cfg.HostID, s.started, Version, pj); err != nil {
+			s.logger.Warn("host heartbeat", "err", err)
+		}
+	}
+	beat()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if _, err := s.hostPool.Exec(dctx, `DELETE FROM keel_host.hosts WHERE id = $1`, s.cfg.HostID); err != nil {
+				s.logger.Warn("removing the host row", "err", err)
+			}
+			return
+		case <-t.C:
+			beat()
+		}
+	}
+}
+
+// hosts lists the hosts sharing the database for the admin API.
+func (s *Server) hosts(ctx context.Context) ([]admin.HostView, error) {
+	if s.hostPool == nil {
+		return []admin.HostView{{ID: s.cfg.HostID, Started: s.started, LastSeen: time.Now(), Version: Version, Alive: true, Self: true}}, nil
+	}
+	rows, err := s.hostPool.Query(ctx, `SELECT id, started_at, last_seen, version, plugins, last_seen > now() - interval '15 seconds'
+		FROM keel_host.hosts ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []admin.HostView
+	for rows.Next() {
+		var h admin.HostView
+		var pj []byte
+		if err := rows.Scan(&h.ID, &h.Started, &h.LastSeen, &h.Version, &pj, &h.Alive); err != nil {
+			return nil, err
+		}
+		_ = json.Unmarshal(pj, &h.Plugins)
+		h.Self = h.ID == s.cfg.HostID
+		out = append(out, h)
+	}
+	return out, rows.Err()
 }

@@ -243,19 +243,31 @@ async function overviewPage(p) {
       <div class="panel"><h2>Readiness</h2><div id="ov-ready" class="big">…</div><div class="muted small" id="ov-checked"></div></div>
       <div class="panel"><h2>Go runtime</h2><dl class="kv" id="ov-mem"><dt>Heap</dt><dd>…</dd></dl></div>
     </div>
+    <div class="panel"><h2>Hosts</h2><div id="ov-hosts" class="table-wrap"><p class="muted">Loading…</p></div></div>
     <div class="panel"><h2>Dependencies</h2><div id="ov-deps" class="table-wrap"><p class="muted">Loading…</p></div></div>
     <div class="panel"><h2>Plugins</h2><div id="ov-plugins" class="table-wrap"><p class="muted">Loading…</p></div></div>`;
   let first = true;
   await poll(p, async () => {
-    const [host, health, hist] = await Promise.all([
+    const [host, health, hist, hosts] = await Promise.all([
       api('/host', { signal: p.abort.signal }),
       api('/health', { signal: p.abort.signal }).catch((e) => (e.name === 'AbortError' ? Promise.reject(e) : { error: e })),
       sample('', p.abort.signal),
+      api('/hosts', { signal: p.abort.signal }).catch((e) => (e.name === 'AbortError' ? Promise.reject(e) : { error: e })),
     ]);
     if (!alive(p)) return;
     renderOverview(host, health, hist);
+    renderHosts(hosts);
     if (first) { first = false; rendered('overview'); }
   });
+}
+
+// renderHosts lists every host sharing the database (heartbeats in the registry).
+function renderHosts(data) {
+  if (data.error) { $('#ov-hosts').innerHTML = `<p class="muted">${errorHTML(data.error)}</p>`; return; }
+  const hs = data.hosts || [];
+  $('#ov-hosts').innerHTML = hs.length ? `<table data-testid="hosts"><thead><tr><th>Host</th><th>State</th><th>Version</th><th>Up since</th><th>Last seen</th><th>Plugins</th></tr></thead><tbody>${hs.map((h) =>
+    `<tr><td>${esc(h.id)}${h.self ? ' <span class="muted small">(this host)</span>' : ''}</td><td>${h.alive ? badge('ok') : '<span class="badge failing">silent</span>'}</td><td>${esc(h.version)}</td><td>${fmtTime(h.started)}</td><td>${fmtTime(h.last_seen)}</td><td class="small">${Object.entries(h.plugins || {}).sort(([a], [b]) => a.localeCompare(b)).map(([n, v]) => `${esc(n)} ${esc(v)}`).join(', ') || '—'}</td></tr>`).join('')}</tbody></table>`
+    : '<div class="empty">No host has reported yet.</div>';
 }
 
 function renderOverview(host, health, hist) {
