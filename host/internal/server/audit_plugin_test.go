@@ -31,30 +31,7 @@ import (
 // migrations, as a bundle ships them.
 func addAuditPlugin(t *testing.T, root, name string) {
 	t.Helper()
-	wasm, m := testkit.Build(t, "plugins/audit")
-	m.Name = name
-	if err := m.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WritePlugin(t, root, wasm, m)
-	src := filepath.Join(testkit.Root(), "migrations", "audit")
-	dst := filepath.Join(root, name, "migrations")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	files, err := filepath.Glob(filepath.Join(src, "*.sql"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no migrations in %s: %v", src, err)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.AddPlugin(t, root, "plugins/audit", func(m *manifest.Manifest) { m.Name = name })
 }
 
 // auditEnv is a host running the audit plugin and the auditsource guest (both under

@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,33 +28,7 @@ import (
 // expects: <name>/manifest.json, plugin.wasm, migrations/).
 func addConfigurationPlugin(t *testing.T, pluginsDir, name string) {
 	t.Helper()
-	wasm, m := testkit.Build(t, "plugins/configuration")
-	m.Name = name
-	if err := m.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WritePlugin(t, pluginsDir, wasm, m)
-	src := filepath.Join(testkit.Root(), "migrations", "configuration")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(pluginsDir, name, "migrations")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.AddPlugin(t, pluginsDir, "plugins/configuration", func(m *manifest.Manifest) { m.Name = name })
 }
 
 // cfgClient calls one host with access tokens minted for the test.

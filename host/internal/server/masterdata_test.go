@@ -7,10 +7,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/keelhq/keel/abi/manifest"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -41,30 +40,7 @@ type mdHost struct {
 // migrations/master-data into root/<name>/ as KEEL_PLUGINS_DIR expects.
 func mdDeploy(t *testing.T, root, name string) {
 	t.Helper()
-	wasm, m := testkit.Build(t, "plugins/master-data")
-	m.Name = name
-	if err := m.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WritePlugin(t, root, wasm, m)
-	src := filepath.Join(testkit.Root(), "migrations", "master-data")
-	dst := filepath.Join(root, name, "migrations")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	files, err := filepath.Glob(filepath.Join(src, "*.sql"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no migrations in %s: %v", src, err)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.AddPlugin(t, root, "plugins/master-data", func(m *manifest.Manifest) { m.Name = name })
 }
 
 // sessions every test token may use: sid -> tenant.
