@@ -405,3 +405,64 @@ func TestSwapUnderLoadDropsNothing(t *testing.T) {
 	t.Logf("%d requests, 0 failed, across 6 swaps", ok.Load())
 	_ = manifest.CurrentABI
 }
+
+func TestConcurrentActivationsOneWins(t *testing.T) {
+	s := newSigner(t)
+	base := registryHost(t, database(t, "keel_plg_example"), s)
+	// Two versions whose modules this host has never compiled: each activation takes a
+	// cold compile, so the two requests overlap.
+	for _, v := range []string{"3.0.0", "3.0.1"} {
+		wasm, m := testkit.Build(t, "plugins/example")
+		m.Version = v
+		mj, _ := json.Marshal(m)
+		// A custom section (name "key", then a payload): new bytes, so a new compilation,
+		// and the same code.
+		payload := []byte{3, 'k', 'e', 'y', v[len(v)-1], 'p', 'a', 'd'}
+		code := append(append(append([]byte(nil), wasm...), 0, byte(len(payload))), payload...)
+		b, err := bundle.Build(mj, code, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Sign(s.priv); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		b.WriteTo(&buf)
+		if st, body := upload(t, base, buf.Bytes()); st != 201 {
+			t.Fatalf("upload %s: %d %s", v, st, body)
+		}
+	}
+	type res struct {
+		st   int
+		body string
+	}
+	out := make(chan res, 2)
+	start := make(chan struct{})
+	for _, v := range []string{"3.0.0", "3.0.1"} {
+		go func() {
+			<-start
+			st, body := adminCall(t, "POST", base+"/admin/api/plugins/example/versions/"+v+"/activate", nil, "")
+			out <- res{st, body}
+		}()
+	}
+	close(start)
+	a, b := <-out, <-out
+	won, lost := 0, 0
+	for _, r := range []res{a, b} {
+		switch {
+		case r.st == 200:
+			won++
+		case r.st == 409 && strings.Contains(r.body, "activation_in_progress"):
+			lost++
+		default:
+			t.Fatalf("unexpected answer %d %s", r.st, r.body)
+		}
+	}
+	if won != 1 || lost != 1 {
+		t.Fatalf("two simultaneous activations: %d won, %d refused; want exactly one of each", won, lost)
+	}
+	state := registryState(t, base)
+	if !strings.Contains(state, "active=3.0.0") && !strings.Contains(state, "active=3.0.1") {
+		t.Fatalf("registry after the race: %s", state)
+	}
+}
