@@ -2,7 +2,6 @@ package keel
 
 import (
 	"encoding/json"
-	"errors"
 	"net/url"
 	"strings"
 	"time"
@@ -230,6 +229,3 @@ func CallPlugin(plugin, method, path string, body []byte) (*Response, error) {
 	}
 	return &Response{Status: r.Status, Headers: r.Headers, Body: append([]byte(nil), r.Body...)}, nil
 }
-
-// ErrNoCall is returned by capability calls made outside a handler.
-var ErrNoCall = errors.New("keel: capability used outside a handler")

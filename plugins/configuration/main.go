@@ -27,12 +27,6 @@ const (
 	auditType    = "audit.record"
 )
 
-// Permissions of the routes (declared in manifest.json; the gateway enforces them).
-const (
-	permRead  = "configuration.read"
-	permWrite = "configuration.write"
-)
-
 // Size limits of what a request may store.
 const (
 	maxValueBytes = 64 << 10

@@ -20,14 +20,8 @@ import (
 	"time"
 )
 
-type result struct {
-	name, value, baseline, ratio, target string
-}
-
-var results []result
-
+// record prints one result row.
 func record(name, value, baseline, ratio, target string) {
-	results = append(results, result{name, value, baseline, ratio, target})
 	fmt.Printf("%-52s %-26s %-26s %-10s %s\n", name, value, baseline, ratio, target)
 }
 

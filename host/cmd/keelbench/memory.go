@@ -124,41 +124,15 @@ func benchLoad(ctx context.Context, logger *slog.Logger) error {
 	return nil
 }
 
+// pluginsDir builds the packages into a fresh plugins directory, migrations included.
 func pluginsDir(dirs ...string) (string, error) {
 	root, err := os.MkdirTemp("", "keelbench-plugins-")
 	if err != nil {
 		return "", err
 	}
 	for _, d := range dirs {
-		wasm, m, err := testkit.BuildE(d)
-		if err != nil {
+		if _, err := testkit.AddPluginE(root, d, nil); err != nil {
 			return "", err
-		}
-		pd := filepath.Join(root, m.Name)
-		if err := os.MkdirAll(pd, 0o755); err != nil {
-			return "", err
-		}
-		mj, _ := json.Marshal(m)
-		if err := os.WriteFile(filepath.Join(pd, "manifest.json"), mj, 0o644); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(pd, "plugin.wasm"), wasm, 0o644); err != nil {
-			return "", err
-		}
-		migs := filepath.Join(testkit.Root(), d, "migrations")
-		if entries, err := os.ReadDir(migs); err == nil {
-			if err := os.MkdirAll(filepath.Join(pd, "migrations"), 0o755); err != nil {
-				return "", err
-			}
-			for _, e := range entries {
-				b, err := os.ReadFile(filepath.Join(migs, e.Name()))
-				if err != nil {
-					return "", err
-				}
-				if err := os.WriteFile(filepath.Join(pd, "migrations", e.Name()), b, 0o644); err != nil {
-					return "", err
-				}
-			}
 		}
 	}
 	return root, nil

@@ -51,11 +51,6 @@ func benchPlatform(ctx context.Context, logger *slog.Logger, dur time.Duration, 
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"auth", "master-data"} { // first-party migrations live in migrations/<name>
-		if err := copySQL(filepath.Join(testkit.Root(), "migrations", name), filepath.Join(pdir, name, "migrations")); err != nil {
-			return err
-		}
-	}
 	dataDir, err := os.MkdirTemp("", "keelbench-platform-")
 	if err != nil {
 		return err
@@ -189,28 +184,5 @@ func benchPlatform(ctx context.Context, logger *slog.Logger, dur time.Duration, 
 	record(fmt.Sprintf("authenticated GET customer (%d conns)", conns), fmt.Sprintf("%.0f req/s", p.rps), fmt.Sprintf("native %.0f req/s", n.rps),
 		fmt.Sprintf("%.2f×", p.rps/n.rps), "≥ 0.7×")
 	record("authenticated GET customer p99", ms(p.p99), "native "+ms(n.p99), fmt.Sprintf("%.2f×", float64(p.p99)/float64(n.p99)), "")
-	return nil
-}
-
-func copySQL(src, dst string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if filepath.Ext(e.Name()) != ".sql" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			return err
-		}
-	}
 	return nil
 }

@@ -23,9 +23,10 @@ import (
 
 // EventsConfig configures the admin routes of the dashboard's events page.
 type EventsConfig struct {
-	// Token is the admin bearer token, the same as Config.Token.
-	Token  string
-	Logger *slog.Logger
+	// Token and AdminJWT are the admin credentials, the same as Config's.
+	Token    string
+	AdminJWT func(ctx context.Context, token string) (actor string, err error)
+	Logger   *slog.Logger
 	// Bus is the host's event bus. Counts, lag and the dead-letter routes need it to
 	// implement bus.Inspector (both bridges do); without that, the topic list still shows
 	// what the plugins declare.
@@ -54,7 +55,7 @@ func MountEvents(app *fiber.App, cfg EventsConfig) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &api{cfg: Config{Token: cfg.Token, Logger: cfg.Logger, Audit: cfg.Audit}}
+	a := &api{cfg: Config{Token: cfg.Token, AdminJWT: cfg.AdminJWT, Logger: cfg.Logger, Audit: cfg.Audit}}
 	e := &eventsAPI{cfg: cfg}
 	e.insp, _ = cfg.Bus.(bus.Inspector)
 	app.Get("/admin/api/events", a.authOnce, e.list)

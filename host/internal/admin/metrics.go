@@ -16,10 +16,11 @@ import (
 // MetricsConfig configures the read-only admin routes the dashboard polls:
 // GET /admin/api/metrics and GET /admin/api/health.
 type MetricsConfig struct {
-	// Token is the admin bearer token, the same as Config.Token; empty disables the
-	// routes (503) like the rest of the admin API.
-	Token  string
-	Logger *slog.Logger
+	// Token and AdminJWT are the admin credentials, the same as Config's; with neither
+	// the routes answer 503 like the rest of the admin API.
+	Token    string
+	AdminJWT func(ctx context.Context, token string) (actor string, err error)
+	Logger   *slog.Logger
 	// Gatherer is the host's Prometheus registry (telemetry.Metrics.Registry). The
 	// snapshot is read from it, so the dashboard shows exactly what /metrics exports.
 	Gatherer prometheus.Gatherer
@@ -41,7 +42,7 @@ func MountMetrics(app *fiber.App, cfg MetricsConfig) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &api{cfg: Config{Token: cfg.Token, Logger: cfg.Logger, HostID: cfg.HostID, Started: cfg.Started}}
+	a := &api{cfg: Config{Token: cfg.Token, AdminJWT: cfg.AdminJWT, Logger: cfg.Logger, HostID: cfg.HostID, Started: cfg.Started}}
 	m := &metricsAPI{cfg: cfg}
 	app.Get("/admin/api/metrics", a.authOnce, m.metrics)
 	app.Get("/admin/api/health", a.authOnce, m.health)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keelhq/keel/bridges/bus"
 	"github.com/keelhq/keel/host/internal/telemetry"
 )
 
@@ -151,5 +153,30 @@ func TestMetricsRoutesNeedTheToken(t *testing.T) {
 	MountMetrics(app, MetricsConfig{Logger: logger})
 	if status, body := call(t, app, "/admin/api/health", testToken); status != 503 || !strings.Contains(body, "admin_disabled") {
 		t.Fatalf("without a configured token: %d %s", status, body)
+	}
+}
+
+// The dashboard's metrics and events routes accept the same credentials as the rest of
+// the admin API, also when they are mounted on their own (before Mount's group or
+// without it).
+func TestStandaloneRoutesAcceptAdminAccessTokens(t *testing.T) {
+	const good = "header.admin.signature"
+	adminJWT := func(ctx context.Context, tok string) (string, error) {
+		if tok != good {
+			return "", errors.New("not an admin token")
+		}
+		return "user:root", nil
+	}
+	app := fiber.New()
+	MountMetrics(app, MetricsConfig{AdminJWT: adminJWT, Logger: slog.New(slog.DiscardHandler), Gatherer: telemetry.New().Registry(),
+		Readiness: func(ctx context.Context) any { return map[string]string{"status": "ok"} }})
+	MountEvents(app, EventsConfig{AdminJWT: adminJWT, Logger: slog.New(slog.DiscardHandler), Bus: struct{ bus.Bus }{}})
+	for _, path := range []string{"/admin/api/metrics", "/admin/api/health", "/admin/api/events"} {
+		if status, body := call(t, app, path, good); status != 200 {
+			t.Errorf("%s with an admin access token: %d %s", path, status, body)
+		}
+		if status, _ := call(t, app, path, "header.user.signature"); status != 401 {
+			t.Errorf("%s with a non-admin token: %d", path, status)
+		}
 	}
 }

@@ -53,9 +53,8 @@ type Config struct {
 type Deployer struct {
 	cfg Config
 
-	mu    sync.Mutex
-	busy  map[string]bool // plugins with an activation in progress on this host
-	stats map[string]time.Duration
+	mu   sync.Mutex
+	busy map[string]bool // plugins with an activation in progress on this host
 }
 
 // New creates a deployer.

@@ -23,7 +23,6 @@ type instance struct {
 	bufCap uint32
 	stack  []uint64
 	stderr *guestOutput
-	calls  uint64
 }
 
 // Exports of ABI v1.
@@ -57,7 +56,6 @@ func (in *instance) call(ctx context.Context, ex int, input []byte, maxOut int) 
 	if len(input) > 0 && !in.mem.Write(in.bufPtr, input) {
 		return nil, errors.New("input buffer outside guest memory")
 	}
-	in.calls++
 	in.stack[0] = uint64(len(input))
 	if err := fn.CallWithStack(ctx, in.stack); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,7 +140,7 @@ func checkModule(cm wazero.CompiledModule) error {
 		mod, name, _ := imp.Import()
 		switch {
 		case mod == "wasi_snapshot_preview1":
-		case hasPrefix(mod, "keel:"):
+		case strings.HasPrefix(mod, "keel:"):
 			if !knownImport(mod, name) {
 				return fmt.Errorf("module imports %s.%s, which this host does not provide (does it need a newer ABI?)", mod, name)
 			}
@@ -149,8 +150,6 @@ func checkModule(cm wazero.CompiledModule) error {
 	}
 	return nil
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // newInstance instantiates and initialises one instance. The caller holds a slot.
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {

@@ -208,14 +208,15 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	}
 	started := time.Now()
 	s.started = started
+	adminJWT := s.adminJWT()
 	admin.Mount(gw.App(), admin.Config{Token: cfg.AdminToken, Deployer: s.deployer, Store: s.store, Plugins: mgr,
-		Logger: logger, HostID: cfg.HostID, Started: started, AdminJWT: s.adminJWT(), Hosts: s.hosts,
+		Logger: logger, HostID: cfg.HostID, Started: started, AdminJWT: adminJWT, Hosts: s.hosts,
 		Audit: func(action, actor, resource, requestID string, detail map[string]any) {
 			s.audit.Record(hostaudit.Record{Action: action, Actor: actor, Resource: resource, RequestID: requestID, Detail: detail})
 		}})
-	admin.MountMetrics(gw.App(), admin.MetricsConfig{Token: cfg.AdminToken, Logger: logger, Gatherer: m.Registry(),
+	admin.MountMetrics(gw.App(), admin.MetricsConfig{Token: cfg.AdminToken, AdminJWT: adminJWT, Logger: logger, Gatherer: m.Registry(),
 		Readiness: func(ctx context.Context) any { return chk.Report(ctx) }, HostID: cfg.HostID, Started: started})
-	admin.MountEvents(gw.App(), admin.EventsConfig{Token: cfg.AdminToken, Logger: logger, Bus: s.events.Bus(),
+	admin.MountEvents(gw.App(), admin.EventsConfig{Token: cfg.AdminToken, AdminJWT: adminJWT, Logger: logger, Bus: s.events.Bus(),
 		Topics: []string{hostaudit.Topic},
 		Manifests: func() []*manifest.Manifest {
 			gens := mgr.List()

@@ -100,14 +100,14 @@ func (m *Metrics) HTTPRequest(plugin, route, method, code string, d time.Duratio
 	hs.duration.Observe(d.Seconds())
 }
 
-// InFlight returns the in-flight gauge of a plugin.
+// InFlight returns the in-flight gauge of a plugin. The gateway asks for it on every
+// request, so the gauge is looked up in the vector once per plugin and cached.
 func (m *Metrics) InFlight(plugin string) prometheus.Gauge {
-	return m.httpInFlight.WithLabelValues(plugin)
-}
-
-// CallDuration records one export call.
-func (m *Metrics) CallDuration(plugin, export string, d time.Duration) {
-	m.callDuration.WithLabelValues(plugin, export).Observe(d.Seconds())
+	if g, ok := m.inflightCache.Load(plugin); ok {
+		return g.(prometheus.Gauge)
+	}
+	g, _ := m.inflightCache.LoadOrStore(plugin, m.httpInFlight.WithLabelValues(plugin))
+	return g.(prometheus.Gauge)
 }
 
 // Failure counts one failed call.

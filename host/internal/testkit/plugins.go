@@ -2,30 +2,34 @@ package testkit
 
 import (
 	"encoding/json"
-
-	"github.com/keelhq/keel/abi/manifest"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/keelhq/keel/abi/manifest"
 )
 
 // WritePlugin writes one plugin into root/<name>/ as KEEL_PLUGINS_DIR expects.
 func WritePlugin(t testing.TB, root string, wasm []byte, m *manifest.Manifest) {
 	t.Helper()
+	if err := writePlugin(root, wasm, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writePlugin(root string, wasm []byte, m *manifest.Manifest) error {
 	pd := filepath.Join(root, m.Name)
 	if err := os.MkdirAll(pd, 0o755); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	mj, err := json.Marshal(m)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(pd, "manifest.json"), mj, 0o644); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(pd, "plugin.wasm"), wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(filepath.Join(pd, "plugin.wasm"), wasm, 0o644)
 }
 
 // PluginsDir builds the given guest or plugin packages (paths relative to the
@@ -45,14 +49,28 @@ func PluginsDir(t testing.TB, dirs ...string) string {
 // a unique name, say), and writes it with its migrations/ into root.
 func AddPlugin(t testing.TB, root, srcDir string, edit func(*manifest.Manifest)) *manifest.Manifest {
 	t.Helper()
-	wasm, m := Build(t, srcDir)
+	m, err := AddPluginE(root, srcDir, edit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// AddPluginE is AddPlugin for callers without a testing.TB (the benchmark driver).
+func AddPluginE(root, srcDir string, edit func(*manifest.Manifest)) (*manifest.Manifest, error) {
+	wasm, m, err := BuildE(srcDir)
+	if err != nil {
+		return nil, err
+	}
 	if edit != nil {
 		edit(m)
 		if err := m.Validate(); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	WritePlugin(t, root, wasm, m)
+	if err := writePlugin(root, wasm, m); err != nil {
+		return nil, err
+	}
 	// Migrations live beside the package (test guests) or in the repository's
 	// migrations/<plugin>/ (first-party plugins).
 	migs := filepath.Join(Root(), srcDir, "migrations")
@@ -60,21 +78,21 @@ func AddPlugin(t testing.TB, root, srcDir string, edit func(*manifest.Manifest))
 	if err != nil {
 		migs = filepath.Join(Root(), "migrations", filepath.Base(srcDir))
 		if entries, err = os.ReadDir(migs); err != nil {
-			return m
+			return m, nil
 		}
 	}
 	dst := filepath.Join(root, m.Name, "migrations")
 	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(migs, e.Name()))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	return m
+	return m, nil
 }
