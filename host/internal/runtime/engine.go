@@ -90,8 +90,7 @@ func (e *Engine) Close(ctx context.Context) error {
 
 // instrument returns the module with preemption points, memoised by digest so that
 // reloading a version (a restart, a rollback) does not redo the rewrite.
-func (e *Engine) instrument(wasm []byte) ([]byte, error) {
-	d := Digest(wasm)
+func (e *Engine) instrument(d string, wasm []byte) ([]byte, error) {
 	e.mu.Lock()
 	if b, ok := e.instrumented[d]; ok {
 		e.mu.Unlock()

@@ -31,7 +31,7 @@ type Plugin struct {
 	maxOut   int
 	timeout  time.Duration
 
-	idle  chan *instance // free instances
+	idle  idleStack      // free instances, most recently used on top
 	slots chan struct{}  // one token per live instance, capacity pool_max
 	seq   atomic.Uint64  // instance ids
 	inUse atomic.Int64   // instances serving a call
@@ -60,7 +60,10 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 	// Termination is enforced by the preempt instrumentation (a tick every
 	// preempt.DefaultInterval loop iterations checks the deadline), not by wazero's
 	// WithCloseOnContextDone, which costs a trip out of native code on every back-edge.
-	instrumented, err := e.instrument(wasm)
+	// The digest names the build (logs, registry) and keys the instrumentation cache;
+	// hashing 4 MiB takes ~3 ms, so it is computed once.
+	digest := Digest(wasm)
+	instrumented, err := e.instrument(digest, wasm)
 	if err != nil {
 		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
 	}
@@ -90,13 +93,13 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 	p = &Plugin{
 		engine:   e,
 		manifest: m,
-		digest:   Digest(wasm),
+		digest:   digest,
 		logger:   e.logger.With("plugin", m.Name, "version", m.Version),
 		rt:       rt,
 		compiled: compiled,
 		maxOut:   lim.MaxResponseBytes,
 		timeout:  lim.CallTimeout(),
-		idle:     make(chan *instance, lim.PoolMax),
+		idle:     newIdleStack(lim.PoolMax),
 		slots:    make(chan struct{}, lim.PoolMax),
 		stop:     make(chan struct{}),
 	}
@@ -117,7 +120,7 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 		if i == 0 {
 			stats.Instantiate = time.Since(t0)
 		}
-		p.idle <- in
+		p.idle.push(in)
 	}
 	p.publish()
 	stats.Total = time.Since(start)
@@ -238,16 +241,16 @@ func (p *Plugin) Name() string { return p.manifest.Name }
 // to be released until the deadline or ctx is done.
 func (p *Plugin) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
 	select {
-	case in := <-p.idle:
-		return in, nil
+	case <-p.idle.avail:
+		return p.idle.pop(), nil
 	default:
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline) // only on the slow path
 	defer cancel()
 	for {
 		select {
-		case in := <-p.idle:
-			return in, nil
+		case <-p.idle.avail:
+			return p.idle.pop(), nil
 		case p.slots <- struct{}{}:
 			in, err := p.newInstance(ctx)
 			if err != nil {
@@ -266,8 +269,7 @@ func (p *Plugin) acquire(ctx context.Context, deadline time.Time) (*instance, er
 
 // release returns a healthy instance to the pool.
 func (p *Plugin) release(in *instance) {
-	// Memory only grows; account for growth during the call.
-	p.idle <- in
+	p.idle.push(in)
 }
 
 // discard closes a failed instance and frees its slot; the pool refills to pool_min in
@@ -301,7 +303,7 @@ func (p *Plugin) refill() {
 		p.logger.Error("refilling the pool failed", "err", err)
 		return
 	}
-	p.idle <- in
+	p.idle.push(in)
 	p.publish()
 }
 
@@ -348,13 +350,50 @@ func (p *Plugin) Close(ctx context.Context) error {
 func (p *Plugin) closeInstances(ctx context.Context) {
 	for {
 		select {
-		case in := <-p.idle:
+		case <-p.idle.avail:
+			in := p.idle.pop()
 			p.live.Delete(in.id)
 			in.close(context.WithoutCancel(ctx))
 		default:
 			return
 		}
 	}
+}
+
+// idleStack holds free instances last in, first out: the instance released most
+// recently is the next one borrowed, so under light load calls keep landing on the
+// same instance, whose linear memory and Go heap are still in the CPU caches, while
+// the others stay cold. (A FIFO channel rotated calls through every pooled instance;
+// the guest's share of a database-backed request was up to 3× slower that way.)
+//
+// avail counts the instances on the stack: push adds the instance before signalling,
+// and a caller pops only after receiving a signal, so a pop always finds one. Waiting
+// on avail composes with the other cases of acquire's select.
+type idleStack struct {
+	mu    sync.Mutex
+	free  []*instance
+	avail chan struct{}
+}
+
+func newIdleStack(n int) idleStack {
+	return idleStack{free: make([]*instance, 0, n), avail: make(chan struct{}, n)}
+}
+
+func (s *idleStack) push(in *instance) {
+	s.mu.Lock()
+	s.free = append(s.free, in)
+	s.mu.Unlock()
+	s.avail <- struct{}{}
+}
+
+// pop takes the top instance; the caller has received from avail.
+func (s *idleStack) pop() *instance {
+	s.mu.Lock()
+	in := s.free[len(s.free)-1]
+	s.free[len(s.free)-1] = nil
+	s.free = s.free[:len(s.free)-1]
+	s.mu.Unlock()
+	return in
 }
 
 // gate tracks in-flight calls so that Close can drain them.
