@@ -125,22 +125,26 @@ func (e *entity) list(r *keel.Request) *keel.Response {
 		return dbFailure(r, "list "+e.plural, err)
 	}
 	n := min(rows.Len(), limit)
-	items := make([]map[string]any, n)
-	for i := range n {
-		items[i] = e.render(rows, i)
-	}
-	var next *string
+	var next string
 	if rows.Len() > limit {
-		last := items[n-1]
-		c := cursor{Sort: sort, ID: last["id"].(string)}
-		switch v := last[sort].(type) {
+		last := rows.Row(n - 1)
+		c := cursor{Sort: sort, ID: last.String("id")}
+		switch v := last.Value(sort).(type) {
 		case time.Time:
 			c.Key = v.Format(time.RFC3339Nano)
 		case string:
 			c.Key = v
 		}
-		s := c.encode()
-		next = &s
+		next = c.encode()
 	}
-	return keel.JSON(200, map[string]any{"items": items, "next_cursor": next})
+	// {"items":[...],"next_cursor":"..."|null}, written directly (see Rows.AppendJSON).
+	b := append(make([]byte, 0, 256+n*384), `{"items":`...)
+	b = rows.AppendJSONArray(b, 0, n)
+	b = append(b, `,"next_cursor":`...)
+	if next == "" {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendQuote(b, next) // base64url: nothing to escape
+	}
+	return keel.Bytes(200, "application/json", append(b, '}'))
 }

@@ -31,11 +31,11 @@ type Plugin struct {
 	maxOut   int
 	timeout  time.Duration
 
-	idle  idleStack      // free instances, most recently used on top
-	slots chan struct{}  // one token per live instance, capacity pool_max
-	seq   atomic.Uint64  // instance ids
-	inUse atomic.Int64   // instances serving a call
-	live  sync.Map       // id -> *instance, for memory accounting and close
+	idle  idleStack     // free instances, most recently used on top
+	slots chan struct{} // one token per live instance, capacity pool_max
+	seq   atomic.Uint64 // instance ids
+	inUse atomic.Int64  // instances serving a call
+	live  sync.Map      // id -> *instance, for memory accounting and close
 
 	inUseGauge prometheus.Gauge
 	observers  [numExports]prometheus.Observer

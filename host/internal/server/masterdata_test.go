@@ -10,6 +10,7 @@ import (
 	"github.com/keelhq/keel/abi/manifest"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -245,8 +246,13 @@ func TestMasterDataCustomerLifecycle(t *testing.T) {
 
 	// Read it back with its ETag; If-None-Match with the same ETag is 304.
 	r = h.want(h.call("GET", "/customers/"+id, tokA, ""), 200, "read")
-	if got := r.json(t); got["name"] != "Acme GmbH" || got["email"] != "billing@acme.example" || r.hdr.Get("ETag") != `"1"` {
+	if got := r.json(t); got["name"] != "Acme GmbH" || got["email"] != "billing@acme.example" || got["credit_limit"] != 1000.5 ||
+		got["version"] != float64(1) || got["id"] != id || r.hdr.Get("ETag") != `"1"` || r.hdr.Get("Content-Type") != "application/json" {
 		t.Fatalf("read: %v %v", got, r.hdr)
+	}
+	// The read path renders rows without reflection; it must say what create said.
+	if got := r.json(t); !reflect.DeepEqual(got, c) {
+		t.Fatalf("read differs from create:\n read   %v\n create %v", got, c)
 	}
 	h.want(h.call("GET", "/customers/"+id, tokA, "", "If-None-Match", `"1"`), 304, "conditional read")
 

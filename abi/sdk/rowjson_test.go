@@ -1,0 +1,103 @@
+package keel
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+func TestRowsAppendJSON(t *testing.T) {
+	ts := time.Date(2026, 11, 26, 9, 30, 0, 123400000, time.UTC)
+	rows := &Rows{
+		Columns: []wire.Column{{Name: "id", Type: "uuid"}, {Name: "n", Type: "int8"}, {Name: "price", Type: "numeric"},
+			{Name: "odd", Type: "numeric"}, {Name: "f", Type: "float8"}, {Name: "ok", Type: "bool"}, {Name: "note", Type: "text"},
+			{Name: "at", Type: "timestamptz"}, {Name: "raw", Type: "bytea"}},
+		Data: [][]any{
+			{"3f1c…", int64(-42), "12.50", "NaN", 0.1, true, nil, ts, []byte{0, 1, 254}},
+			{"x", int64(0), nil, "-0.5e+3", math.Inf(1), false, "a\"b<\n", ts, []byte{}},
+		},
+	}
+	tests := []struct {
+		row  int
+		want string
+	}{
+		{0, `{"id":"3f1c…","n":-42,"price":12.50,"odd":"NaN","f":0.1,"ok":true,"note":null,"at":"2026-11-26T09:30:00.1234Z","raw":"AAH+"}`},
+		{1, `{"id":"x","n":0,"price":null,"odd":-0.5e+3,"f":"+Inf","ok":false,"note":"a\"b\u003c\n","at":"2026-11-26T09:30:00.1234Z","raw":""}`},
+	}
+	for _, tc := range tests {
+		got := string(rows.AppendJSON(nil, tc.row))
+		if got != tc.want {
+			t.Errorf("row %d:\n got %s\nwant %s", tc.row, got, tc.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("row %d: invalid JSON %s", tc.row, got)
+		}
+	}
+	arr := rows.AppendJSONArray([]byte("x"), 0, 2)
+	if !json.Valid(arr[1:]) || string(arr[:2]) != "x[" {
+		t.Fatalf("array: %s", arr)
+	}
+	if got := string(rows.AppendJSONArray(nil, 1, 1)); got != "[]" {
+		t.Fatalf("empty array: %s", got)
+	}
+}
+
+// Strings and floats are written byte for byte as encoding/json writes them.
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "ctl \x00\x01\x1f\t\r\n\b\f", "<a href='x'>&</a>",
+		"\u2028\u2029", "bad \xff\xfe utf8", "ünïcødé ✓ 𝄞", "\x7f"} {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Errorf("string %q: got %s want %s", s, got, want)
+		}
+	}
+	for _, f := range []float64{0, -0.0, 1, -1.5, 0.1, 1e20, 1e21, 1.5e-7, 1e-6, 123456789.125, math.MaxFloat64, math.SmallestNonzeroFloat64} {
+		want, _ := json.Marshal(f)
+		if got := appendJSONFloat(nil, f); string(got) != string(want) {
+			t.Errorf("float %v: got %s want %s", f, got, want)
+		}
+	}
+}
+
+func TestIsJSONNumber(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0": true, "12": true, "12.50": true, "-0.5": true, "1e9": true, "1E+9": true, "2.5e-3": true,
+		"": false, "-": false, "01": false, "1.": false, ".5": false, "1e": false, "NaN": false, "Infinity": false, "+1": false, "1 ": false,
+	} {
+		if got := isJSONNumber(s); got != want {
+			t.Errorf("isJSONNumber(%q) = %v, want %v", s, got, want)
+		}
+		if want && !json.Valid([]byte(s)) {
+			t.Errorf("%q accepted but not valid JSON", s)
+		}
+	}
+}
+
+// FuzzAppendJSONString: any string, including invalid UTF-8 from a database, comes
+// out exactly as encoding/json would write it.
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "a\"b", "\xff", "\u2028", "<&>", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Fatalf("%q: got %s want %s", s, got, want)
+		}
+	})
+}
+
+// FuzzIsJSONNumber: whatever isJSONNumber accepts is a valid JSON document.
+func FuzzIsJSONNumber(f *testing.F) {
+	for _, s := range []string{"0", "-1.5e+3", "01", "1.", "NaN"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if isJSONNumber(s) && !json.Valid([]byte(s)) {
+			t.Fatalf("%q accepted but not valid JSON", s)
+		}
+	})
+}
