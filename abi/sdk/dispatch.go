@@ -107,8 +107,33 @@ func intern(field byte, b []byte) string {
 		}
 		internCache[i] = string(b)
 		return internCache[i]
+	case 5, 6, wire.InternPerm: // parameter and header names, permissions
+		return internSet(b)
 	}
 	return string(b)
+}
+
+// internedSet holds the strings seen as parameter names, header names and
+// permissions: a small vocabulary that every call repeats (a token can carry dozens
+// of permissions). The lookup by string(b) does not allocate. It is bounded so that
+// a stream of unusual header names cannot grow it without limit.
+var internedSet = map[string]string{}
+
+const maxInterned = 2048
+
+func internSet(b []byte) string {
+	if s, ok := internedSet[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) > 128 {
+		return s // not vocabulary
+	}
+	if len(internedSet) >= maxInterned {
+		clear(internedSet)
+	}
+	internedSet[s] = s
+	return s
 }
 
 // OnEvent registers h for a topic the manifest subscribes to.
