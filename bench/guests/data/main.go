@@ -17,8 +17,7 @@ func init() {
 		if rows.Len() == 0 {
 			return keel.Error(404, "not_found", "no such customer")
 		}
-		row := rows.Row(0)
-		return keel.JSON(200, map[string]string{"id": row.String("id"), "name": row.String("name"), "email": row.String("email")})
+		return keel.Bytes(200, "application/json", rows.AppendJSON(nil, 0))
 	})
 	// /batch runs n primary-key reads in one invocation, to measure the cost of one
 	// statement inside the unit of work.
