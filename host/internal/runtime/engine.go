@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 
@@ -27,6 +28,9 @@ type Engine struct {
 	mu           sync.Mutex
 	closed       bool
 	instrumented map[string][]byte // digest -> instrumented module
+	modules      map[moduleKey]*sharedModule
+	idleModules  []*sharedModule // unused modules kept for a quick reload, oldest first
+	instanceSeq  atomic.Uint64   // instance ids: unique in the engine, as the shared runtimes need
 }
 
 // Config configures an Engine.
@@ -71,13 +75,15 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		seen[k] = true
 	}
-	return &Engine{cache: cache, cacheDir: cfg.CacheDir, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs, instrumented: map[string][]byte{}}, nil
+	return &Engine{cache: cache, cacheDir: cfg.CacheDir, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs,
+		instrumented: map[string][]byte{}, modules: map[moduleKey]*sharedModule{}}, nil
 }
 
 // Metrics returns the engine's metrics.
 func (e *Engine) Metrics() *telemetry.Metrics { return e.metrics }
 
-// Close releases the compilation cache. Plugins must be closed first.
+// Close releases the kept modules and the compilation cache. Plugins must be closed
+// first (a plugin closed later releases its own module).
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -85,6 +91,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	e.closeIdleModules(ctx)
 	return e.cache.Close(ctx)
 }
 

@@ -23,6 +23,10 @@ type instance struct {
 	bufCap uint32
 	stack  []uint64
 	stderr *guestOutput
+	// memBytes is the linear memory size as of the end of the last call, for the pool
+	// gauges: reading mem.Size() from another goroutine while a call grows the memory
+	// is a data race.
+	memBytes atomic.Uint64
 }
 
 // Exports of ABI v1.
@@ -60,6 +64,7 @@ func (in *instance) call(ctx context.Context, ex int, input []byte, maxOut int) 
 	if err := fn.CallWithStack(ctx, in.stack); err != nil {
 		return nil, err
 	}
+	in.memBytes.Store(uint64(in.mem.Size()))
 	ptr, n := uint32(in.stack[0]>>32), uint32(in.stack[0])
 	if n == 0 {
 		return nil, nil

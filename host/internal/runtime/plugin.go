@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/keelhq/keel/abi/manifest"
 	"github.com/keelhq/keel/abi/wire"
@@ -26,14 +25,14 @@ type Plugin struct {
 	manifest *manifest.Manifest
 	digest   string
 	logger   *slog.Logger
-	rt       wazero.Runtime
-	compiled wazero.CompiledModule
+	module   *sharedModule
+	rt       wazero.Runtime        // module.rt
+	compiled wazero.CompiledModule // module.compiled
 	maxOut   int
 	timeout  time.Duration
 
 	idle  idleStack     // free instances, most recently used on top
 	slots chan struct{} // one token per live instance, capacity pool_max
-	seq   atomic.Uint64 // instance ids
 	inUse atomic.Int64  // instances serving a call
 	live  sync.Map      // id -> *instance, for memory accounting and close
 
@@ -46,7 +45,8 @@ type Plugin struct {
 
 // LoadStats describes how a load went, for logs and benchmarks.
 type LoadStats struct {
-	Compile     time.Duration
+	Compile     time.Duration // instrumenting and compiling, or finding the module kept in memory
+	Reused      bool          // the compiled module was still in memory (a reload or rollback)
 	Instantiate time.Duration // the first instance, including keel_init
 	Total       time.Duration
 }
@@ -57,9 +57,6 @@ type LoadStats struct {
 func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p *Plugin, stats LoadStats, err error) {
 	start := time.Now()
 	lim := m.Limits
-	// Termination is enforced by the preempt instrumentation (a tick every
-	// preempt.DefaultInterval loop iterations checks the deadline), not by wazero's
-	// WithCloseOnContextDone, which costs a trip out of native code on every back-edge.
 	// The digest names the build (logs, registry) and keys the instrumentation cache;
 	// hashing 4 MiB takes ~3 ms, so it is computed once.
 	digest := Digest(wasm)
@@ -67,36 +64,25 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 	if err != nil {
 		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-		WithCompilationCache(e.cache).
-		WithCloseOnContextDone(false).
-		WithMemoryLimitPages(uint32(lim.MemoryMiB)*16))
+	sm, reused, err := e.acquireModule(ctx, moduleKey{digest: digest, pages: uint32(lim.MemoryMiB) * 16}, instrumented)
+	if err != nil {
+		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
+	}
 	defer func() {
 		if err != nil {
-			_ = rt.Close(context.WithoutCancel(ctx))
+			_ = e.releaseModule(ctx, sm)
 		}
 	}()
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		return nil, stats, fmt.Errorf("plugin %s@%s: wasi: %w", m.Name, m.Version, err)
-	}
-	if err := instantiateHostModules(ctx, rt, e.funcs); err != nil {
-		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
-	}
-	compiled, err := rt.CompileModule(ctx, instrumented)
-	if err != nil {
-		return nil, stats, fmt.Errorf("plugin %s@%s: compile: %w", m.Name, m.Version, err)
-	}
 	stats.Compile = time.Since(start)
-	if err := checkModule(compiled); err != nil {
-		return nil, stats, fmt.Errorf("plugin %s@%s: %w", m.Name, m.Version, err)
-	}
+	stats.Reused = reused
 	p = &Plugin{
 		engine:   e,
 		manifest: m,
 		digest:   digest,
 		logger:   e.logger.With("plugin", m.Name, "version", m.Version),
-		rt:       rt,
-		compiled: compiled,
+		module:   sm,
+		rt:       sm.rt,
+		compiled: sm.compiled,
 		maxOut:   lim.MaxResponseBytes,
 		timeout:  lim.CallTimeout(),
 		idle:     newIdleStack(lim.PoolMax),
@@ -157,7 +143,7 @@ func checkModule(cm wazero.CompiledModule) error {
 // newInstance instantiates and initialises one instance. The caller holds a slot.
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	t0 := time.Now()
-	id := p.seq.Add(1)
+	id := p.engine.instanceSeq.Add(1)
 	out := &guestOutput{emit: func(line string) { p.logger.Info(line, "stream", "stdout", "instance", id) }}
 	errOut := &guestOutput{emit: func(line string) { p.logger.Warn(line, "stream", "stderr", "instance", id) }}
 	cfg := wazero.NewModuleConfig().
@@ -205,6 +191,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			return fail(fmt.Errorf("keel_init failed (%s): %s", wire.Code(res.Code), res.Message))
 		}
 	}
+	in.memBytes.Store(uint64(in.mem.Size()))
 	p.live.Store(id, in)
 	p.engine.metrics.Instantiated(p.manifest.Name, time.Since(t0))
 	return in, nil
@@ -310,7 +297,7 @@ func (p *Plugin) refill() {
 // publish updates the pool gauges.
 func (p *Plugin) publish() {
 	var mem uint64
-	p.live.Range(func(_, v any) bool { mem += uint64(v.(*instance).mem.Size()); return true })
+	p.live.Range(func(_, v any) bool { mem += v.(*instance).memBytes.Load(); return true })
 	p.engine.metrics.Pool(p.manifest.Name, p.manifest.Version, len(p.slots), int(p.inUse.Load()), mem)
 }
 
@@ -324,7 +311,7 @@ type Stats struct {
 // Stats returns the pool's current size, in-use count and linear memory.
 func (p *Plugin) Stats() Stats {
 	var mem uint64
-	p.live.Range(func(_, v any) bool { mem += uint64(v.(*instance).mem.Size()); return true })
+	p.live.Range(func(_, v any) bool { mem += v.(*instance).memBytes.Load(); return true })
 	return Stats{Instances: len(p.slots), InUse: int(p.inUse.Load()), MemoryBytes: mem}
 }
 
@@ -338,7 +325,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 	err := p.gate.wait(ctx)
 	p.closeInstances(ctx)
 	p.engine.metrics.ForgetPool(p.manifest.Name, p.manifest.Version)
-	if cerr := p.rt.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+	if cerr := p.engine.releaseModule(ctx, p.module); cerr != nil && err == nil {
 		err = cerr
 	}
 	if err != nil {
