@@ -154,6 +154,14 @@ func (m *Manager) Activate(ctx context.Context, src Source) (*Generation, error)
 		_ = p.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("plugin %s@%s: health check before activation: %w", man.Name, man.Version, err)
 	}
+	// Take over with as many instances as the version being replaced is using, so a swap
+	// under load does not make requests wait for instantiation. A failure here is not
+	// fatal: the pool grows on demand as before.
+	if cur := s.active.Load(); cur != nil {
+		if err := p.Warm(ctx, cur.Plugin.Stats().Instances); err != nil {
+			m.logger.Warn("pre-warming the new version's pool", "plugin", man.Name, "version", man.Version, "err", err)
+		}
+	}
 	g := &Generation{Plugin: p, Routes: router.New(man.Routes), Activated: time.Now(), Source: source, Digest: src.Digest, Stats: stats}
 	old := s.active.Swap(g)
 	if old != nil {

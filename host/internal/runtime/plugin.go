@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/keelhq/keel/abi/manifest"
 	"github.com/keelhq/keel/abi/wire"
@@ -154,7 +155,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithStdout(out).WithStderr(errOut)
 	ictx, cancel := context.WithTimeout(ctx, max(p.timeout, 5*time.Second))
 	defer cancel()
-	mod, err := p.rt.InstantiateModule(ictx, p.compiled, cfg)
+	mod, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(ictx, linearMemory), p.compiled, cfg)
 	if err != nil {
 		p.engine.metrics.Failure(p.manifest.Name, ReasonInit)
 		return nil, fmt.Errorf("plugin %s@%s: instantiate: %w", p.manifest.Name, p.manifest.Version, err)
@@ -292,6 +293,32 @@ func (p *Plugin) refill() {
 	}
 	p.idle.push(in)
 	p.publish()
+}
+
+// Warm grows the pool to n instances (at most pool_max). The deployer calls it before
+// a new version takes over from an old one, with the old one's pool size, so that
+// after a swap under load requests find instances ready instead of each waiting for
+// an instantiation (the Go runtime's start-up, several milliseconds) on its own path.
+func (p *Plugin) Warm(ctx context.Context, n int) error {
+	if !p.gate.enter() {
+		return ErrClosed
+	}
+	defer p.gate.leave()
+	defer p.publish()
+	for len(p.slots) < min(n, cap(p.slots)) {
+		select {
+		case p.slots <- struct{}{}:
+		default:
+			return nil // the pool is full
+		}
+		in, err := p.newInstance(ctx)
+		if err != nil {
+			<-p.slots
+			return err
+		}
+		p.idle.push(in)
+	}
+	return nil
 }
 
 // publish updates the pool gauges.

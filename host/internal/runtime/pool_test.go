@@ -1,8 +1,12 @@
 package runtime
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/keelhq/keel/abi/manifest"
 )
 
 // TestIdleStackLIFO checks that the pool hands out the most recently released
@@ -68,5 +72,30 @@ func TestIdleStackConcurrent(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Fatalf("got %d distinct instances back, want %d", len(seen), n)
+	}
+}
+
+// TestWarmGrowsPoolToPoolMax: Warm instantiates up to n instances, never past
+// pool_max, and the warmed instances serve.
+func TestWarmGrowsPoolToPoolMax(t *testing.T) {
+	e := newEngine(t, nil)
+	p := load(t, e, "plugins/example", func(m *manifest.Manifest) { m.Limits.PoolMin, m.Limits.PoolMax = 1, 3 })
+	if n := p.Stats().Instances; n != 1 {
+		t.Fatalf("after load: %d instances, want pool_min 1", n)
+	}
+	if err := p.Warm(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Stats().Instances; n != 2 {
+		t.Fatalf("after Warm(2): %d instances", n)
+	}
+	if err := p.Warm(context.Background(), 10); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.Instances != 3 || s.InUse != 0 || s.MemoryBytes == 0 {
+		t.Fatalf("after Warm(10) with pool_max 3: %+v", s)
+	}
+	for i := 0; i < 6; i++ {
+		echo(t, p, fmt.Sprintf(`"call %d"`, i))
 	}
 }

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package runtime
+
+import "github.com/tetratelabs/wazero/experimental"
+
+// mmapAllocator is nil elsewhere: wazero allocates linear memory itself.
+var linearMemory experimental.MemoryAllocator
