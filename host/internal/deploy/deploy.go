@@ -54,7 +54,7 @@ type Deployer struct {
 	cfg Config
 
 	mu   sync.Mutex
-	busy map[string]bool // plugins with an activation in progress on this host
+	busy map[string]*change // plugins with a change in progress on this host
 }
 
 // New creates a deployer.
@@ -68,7 +68,7 @@ func New(cfg Config) *Deployer {
 	if cfg.MaxBundleBytes <= 0 {
 		cfg.MaxBundleBytes = bundle.DefaultMaxSize
 	}
-	return &Deployer{cfg: cfg, busy: map[string]bool{}}
+	return &Deployer{cfg: cfg, busy: map[string]*change{}}
 }
 
 // Read verifies raw bundle bytes against the host's trust settings.
@@ -88,20 +88,63 @@ func (d *Deployer) Upload(ctx context.Context, raw []byte, actor string) (store.
 	return d.cfg.Store.Put(ctx, b, raw, actor)
 }
 
-func (d *Deployer) lock(name string) bool {
+// change is a change of one plugin in progress on this host.
+type change struct {
+	follow bool          // a background change (following the registry, an automatic rollback), not a request
+	done   chan struct{} // closed by unlock
+}
+
+// maxFollowWait bounds how long a requested change waits for this host to finish
+// following the registry; one follow is one load, normally well under a second.
+const maxFollowWait = 30 * time.Second
+
+// lock claims name for a change requested through the API (activate, rollback,
+// deactivate). Two requested changes never overlap: the second fails at once with
+// ErrBusy, which the API reports as 409. A follow of the registry in progress is
+// waited for instead: it is the host catching up with a change that already
+// happened, and an operator acting right after seeing it converge must not be refused.
+func (d *Deployer) lock(ctx context.Context, name string) bool {
+	ctx, cancel := context.WithTimeout(ctx, maxFollowWait)
+	defer cancel()
+	for {
+		d.mu.Lock()
+		cur := d.busy[name]
+		if cur == nil {
+			d.busy[name] = &change{done: make(chan struct{})}
+			d.mu.Unlock()
+			return true
+		}
+		d.mu.Unlock()
+		if !cur.follow {
+			return false
+		}
+		select {
+		case <-cur.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// lockFollow claims name for following the registry; it never waits: whatever holds
+// the plugin will converge, and the next pass looks again.
+func (d *Deployer) lockFollow(name string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.busy[name] {
+	if d.busy[name] != nil {
 		return false
 	}
-	d.busy[name] = true
+	d.busy[name] = &change{follow: true, done: make(chan struct{})}
 	return true
 }
 
 func (d *Deployer) unlock(name string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.busy, name)
+	if c := d.busy[name]; c != nil {
+		close(c.done)
+		delete(d.busy, name)
+	}
 }
 
 // source loads a stored version as an activatable source, verifying it again: what
@@ -130,7 +173,7 @@ func (d *Deployer) source(ctx context.Context, name, version string) (*plugins.S
 // first, then recorded in the registry (which tells the other hosts). On any failure
 // the previous version keeps serving and the failure is recorded.
 func (d *Deployer) Activate(ctx context.Context, name, version, actor string) (store.Active, error) {
-	if !d.lock(name) {
+	if !d.lock(ctx, name) {
 		return store.Active{}, fmt.Errorf("plugin %s: %w", name, ErrBusy)
 	}
 	defer d.unlock(name)
@@ -208,7 +251,7 @@ func (d *Deployer) probation(name, version string, generation int64) {
 		if active, aerr := d.cfg.Store.Active(ctx); aerr != nil || active[name].Generation != generation {
 			return // someone else changed it; leave it
 		}
-		if !d.lock(name) {
+		if !d.lockFollow(name) {
 			return
 		}
 		defer d.unlock(name)
@@ -222,7 +265,7 @@ func (d *Deployer) probation(name, version string, generation int64) {
 
 // Rollback activates the version that was active before the current one.
 func (d *Deployer) Rollback(ctx context.Context, name, actor string) (store.Active, error) {
-	if !d.lock(name) {
+	if !d.lock(ctx, name) {
 		return store.Active{}, fmt.Errorf("plugin %s: %w", name, ErrBusy)
 	}
 	defer d.unlock(name)
@@ -239,7 +282,7 @@ func (d *Deployer) Rollback(ctx context.Context, name, actor string) (store.Acti
 
 // Deactivate stops serving a plugin on every host.
 func (d *Deployer) Deactivate(ctx context.Context, name, actor string) error {
-	if !d.lock(name) {
+	if !d.lock(ctx, name) {
 		return fmt.Errorf("plugin %s: %w", name, ErrBusy)
 	}
 	defer d.unlock(name)
@@ -264,7 +307,7 @@ func (d *Deployer) Reconcile(ctx context.Context) error {
 		if g != nil && g.Digest == a.Digest {
 			continue
 		}
-		if !d.lock(name) {
+		if !d.lockFollow(name) {
 			continue // an activation is running here; it will converge
 		}
 		src, err := d.source(ctx, name, a.Version)
@@ -281,7 +324,7 @@ func (d *Deployer) Reconcile(ctx context.Context) error {
 	for _, g := range d.cfg.Plugins.List() {
 		name := g.Plugin.Name()
 		if _, ok := active[name]; !ok && g.Digest != "" {
-			if d.lock(name) {
+			if d.lockFollow(name) {
 				d.cfg.Plugins.Deactivate(name)
 				d.unlock(name)
 				d.cfg.Logger.Info("followed the registry: deactivated", "plugin", name)
