@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,11 +51,12 @@ func TestSIGTERMDrainsSlowRequest(t *testing.T) {
 	}
 	cmd.Env = append(env, "KEEL_HTTP_ADDR="+addr, "KEEL_DATA_DIR="+t.TempDir(),
 		"KEEL_PLUGINS_DIR="+testkit.PluginsDir(t, "plugins/example"))
-	var logs bytes.Buffer
+	var logs syncBuffer // written by the scanner goroutine, read by the test
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
-	ready := make(chan struct{})
+	ready, scanned := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			logs.WriteString(sc.Text() + "\n")
@@ -118,6 +120,7 @@ func TestSIGTERMDrainsSlowRequest(t *testing.T) {
 		t.Fatalf("host did not exit after SIGTERM\n%s", logs.String())
 	}
 	pw.Close()
+	<-scanned // every line the host wrote is in logs
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Fatal("host still accepts connections after exit")
 	}
@@ -125,6 +128,24 @@ func TestSIGTERMDrainsSlowRequest(t *testing.T) {
 	if !strings.Contains(logs.String(), "shutdown complete") {
 		t.Fatalf("no clean shutdown in logs:\n%s", logs.String())
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) WriteString(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.WriteString(v)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestUnknownSettingFailsStartup(t *testing.T) {

@@ -105,6 +105,11 @@ func (a *api) audit(action, actor, resource, requestID string, detail map[string
 	}
 }
 
+// param returns a route parameter the callee may keep: fiber's c.Params is a view into
+// the request buffer, which fasthttp reuses after the handler returns, and the
+// deployer keeps names beyond the request (the probation watch after an activation).
+func param(c *fiber.Ctx, name string) string { return strings.Clone(c.Params(name)) }
+
 func actor(c *fiber.Ctx) string {
 	if s, ok := c.Locals(actorKey).(string); ok {
 		return s
@@ -302,7 +307,7 @@ func (a *api) activate(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Minute)
 	defer cancel()
-	act, err := a.cfg.Deployer.Activate(ctx, c.Params("name"), c.Params("version"), actor(c))
+	act, err := a.cfg.Deployer.Activate(ctx, param(c, "name"), param(c, "version"), actor(c))
 	if err != nil {
 		return a.changeError(c, err)
 	}
@@ -315,7 +320,7 @@ func (a *api) rollback(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Minute)
 	defer cancel()
-	act, err := a.cfg.Deployer.Rollback(ctx, c.Params("name"), actor(c))
+	act, err := a.cfg.Deployer.Rollback(ctx, param(c, "name"), actor(c))
 	if err != nil {
 		return a.changeError(c, err)
 	}
@@ -326,7 +331,7 @@ func (a *api) deactivate(c *fiber.Ctx) error {
 	if !a.needRegistry(c) {
 		return nil
 	}
-	if err := a.cfg.Deployer.Deactivate(c.UserContext(), c.Params("name"), actor(c)); err != nil {
+	if err := a.cfg.Deployer.Deactivate(c.UserContext(), param(c, "name"), actor(c)); err != nil {
 		return a.changeError(c, err)
 	}
 	return c.JSON(fiber.Map{"deactivated": c.Params("name")})
@@ -336,7 +341,7 @@ func (a *api) del(c *fiber.Ctx) error {
 	if !a.needRegistry(c) {
 		return nil
 	}
-	if err := a.cfg.Store.Delete(c.UserContext(), c.Params("name"), c.Params("version"), actor(c)); err != nil {
+	if err := a.cfg.Store.Delete(c.UserContext(), param(c, "name"), param(c, "version"), actor(c)); err != nil {
 		return a.changeError(c, err)
 	}
 	return c.JSON(fiber.Map{"deleted": c.Params("name") + "@" + c.Params("version")})

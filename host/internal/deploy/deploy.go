@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing/fstest"
 	"time"
@@ -207,7 +208,9 @@ func (d *Deployer) activateLocked(ctx context.Context, name, version, actor stri
 	}
 	d.cfg.Logger.Info("activation complete", "plugin", name, "version", version, "actor", actor, "generation", act.Generation,
 		"ms", time.Since(start).Milliseconds())
-	go d.probation(name, version, act.Generation)
+	// The watch outlives the caller: it gets its own copies of the names (an HTTP
+	// handler's strings may point into a request buffer that is about to be reused).
+	go d.probation(strings.Clone(name), strings.Clone(version), act.Generation)
 	return act, nil
 }
 

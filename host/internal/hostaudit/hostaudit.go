@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,48 @@ type Record struct {
 	Detail    map[string]any `json:"detail,omitempty"`
 }
 
+// clone returns rec with its own copy of every string, in Detail too (one level of
+// maps and slices of strings, which is what callers put there).
+func (rec Record) clone() Record {
+	rec.Tenant, rec.Action, rec.Actor = strings.Clone(rec.Tenant), strings.Clone(rec.Action), strings.Clone(rec.Actor)
+	rec.Resource, rec.RequestID = strings.Clone(rec.Resource), strings.Clone(rec.RequestID)
+	if rec.Detail != nil {
+		d := make(map[string]any, len(rec.Detail))
+		for k, v := range rec.Detail {
+			d[strings.Clone(k)] = cloneValue(v)
+		}
+		rec.Detail = d
+	}
+	return rec
+}
+
+func cloneValue(v any) any {
+	switch v := v.(type) {
+	case string:
+		return strings.Clone(v)
+	case []string:
+		out := make([]string, len(v))
+		for i, s := range v {
+			out[i] = strings.Clone(s)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[strings.Clone(k)] = cloneValue(x)
+		}
+		return out
+	case map[string]string:
+		out := make(map[string]string, len(v))
+		for k, x := range v {
+			out[strings.Clone(k)] = strings.Clone(x)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
 // Recorder writes records to the outbox.
 type Recorder struct {
 	pool    *pgxpool.Pool
@@ -54,8 +97,13 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) *Re
 	return r
 }
 
-// Record queues one record; it never blocks.
+// Record queues one record; it never blocks. The record is copied first: callers
+// build it from fiber's zero-copy views (path, parameters, headers), which point into
+// request buffers that fasthttp reuses once the handler returns, while the record is
+// written later by Run. Found by the race detector in the dashboard test, where
+// audited admin requests' strings were being overwritten by the next request.
 func (r *Recorder) Record(rec Record) {
+	rec = rec.clone()
 	if rec.Tenant == "" {
 		rec.Tenant = PlatformTenant
 	}
