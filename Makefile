@@ -14,13 +14,14 @@ RUN_ENV := KEEL_PLUGINS_DIR=$${KEEL_PLUGINS_DIR:-$(CURDIR)/dist} KEEL_DATA_DIR=$
 # The local PostgreSQL (started by .ci/services); its "keel" database is created if missing.
 LOCAL_DB := postgres://postgres@127.0.0.1:5432/keel?sslmode=disable
 
-.PHONY: all build plugins run dev test test-short check bench services clean help
+.PHONY: all build plugins run dev test test-race test-short check bench services clean help
 
 all: build plugins
 
 help:
 	@echo "make run    build host + plugins and serve on :8080"
 	@echo "make test   the whole test suite (starts PostgreSQL/Redis/NATS if needed)"
+	@echo "make test-race  the same under the race detector (slower; not in CI)"
 	@echo "make check  gofmt, go vet, go mod tidy"
 	@echo "make bench  benchmarks with ratios against native Go (writes bench/out/)"
 
@@ -66,6 +67,10 @@ services:
 
 test: services
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The whole suite under the race detector: about 3× slower, so not part of make test.
+test-race: services
+	$(GO) test -race -count=1 -timeout 40m ./...
 
 test-short:
 	$(GO) test -count=1 -short ./...
