@@ -11,6 +11,8 @@ import (
 
 // HTTP calls the plugin's keel_http export. The returned response owns its bytes.
 // A *CallError reports a failed call; the gateway turns it into a JSON 5xx.
+// It fills in req.Ctx (deadline, plugin, version), so one request value must not be
+// passed to concurrent calls.
 func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*wire.HTTPResponse, error) {
 	var resp wire.HTTPResponse
 	err := p.invoke(ctx, exHTTP, &req.Ctx, func(cc *wire.CallContext) []byte {
@@ -30,6 +32,8 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 
 // Event calls the plugin's keel_event export. A non-zero result code means the plugin
 // did not process the event and it must be redelivered.
+//
+// Like HTTP, it fills in ev.Ctx: one event value must not be passed to concurrent calls.
 func (p *Plugin) Event(ctx context.Context, ev *wire.Event) (*wire.Result, error) {
 	var res wire.Result
 	err := p.invoke(ctx, exEvent, &ev.Ctx, func(cc *wire.CallContext) []byte {

@@ -507,9 +507,10 @@ func TestAuditConcurrentDeliveriesKeepOneChain(t *testing.T) {
 				var inner sync.WaitGroup
 				for k := 0; k < 2; k++ {
 					inner.Add(1)
+					ev := *ev // each delivery its own copy: Event fills in the call context
 					go func() {
 						defer inner.Done()
-						res, err := p.Event(context.Background(), ev)
+						res, err := p.Event(context.Background(), &ev)
 						if err == nil && res.Code != 0 {
 							err = fmt.Errorf("event %s: %s", id, res.Message)
 						}
