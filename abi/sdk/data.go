@@ -96,7 +96,7 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 		return nil, err
 	}
 	var res wire.SQLResult
-	if err := wire.DecodeSQLResult(out, &res); err != nil {
+	if err := wire.DecodeSQLResultInterned(out, &res, intern); err != nil {
 		return nil, err
 	}
 	return &Rows{Columns: res.Columns, Data: res.Rows}, nil

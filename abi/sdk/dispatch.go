@@ -107,14 +107,15 @@ func intern(field byte, b []byte) string {
 		}
 		internCache[i] = string(b)
 		return internCache[i]
-	case 5, 6, wire.InternPerm: // parameter and header names, permissions
+	case 5, 6, wire.InternPerm, wire.InternColumnName, wire.InternColumnType:
+		// parameter and header names, permissions, result column names and types
 		return internSet(b)
 	}
 	return string(b)
 }
 
-// internedSet holds the strings seen as parameter names, header names and
-// permissions: a small vocabulary that every call repeats (a token can carry dozens
+// internedSet holds the strings seen as parameter names, header names, permissions
+// and result column names and types: a small vocabulary that every call repeats (a token can carry dozens
 // of permissions). The lookup by string(b) does not allocate. It is bounded so that
 // a stream of unusual header names cannot grow it without limit.
 var internedSet = map[string]string{}

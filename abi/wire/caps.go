@@ -197,7 +197,17 @@ func AppendSQLResult(dst []byte, r *SQLResult) ([]byte, error) {
 }
 
 // DecodeSQLResult decodes a query result. Every row must have one value per column.
-func DecodeSQLResult(b []byte, r *SQLResult) error {
+func DecodeSQLResult(b []byte, r *SQLResult) error { return DecodeSQLResultInterned(b, r, nil) }
+
+// Interner field ids for result column names and types.
+const (
+	InternColumnName = 110
+	InternColumnType = 111
+)
+
+// DecodeSQLResultInterned is DecodeSQLResult with column names and types going
+// through intern (when not nil): a guest reads the same columns call after call.
+func DecodeSQLResultInterned(b []byte, r *SQLResult, intern Interner) error {
 	*r = SQLResult{}
 	rd := NewReader(b)
 	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
@@ -206,10 +216,14 @@ func DecodeSQLResult(b []byte, r *SQLResult) error {
 			var c Column
 			cr := NewReader(v)
 			for t, cv, ok := cr.Next(); ok; t, cv, ok = cr.Next() {
-				switch t {
-				case colName:
+				switch {
+				case t == colName && intern != nil:
+					c.Name = intern(InternColumnName, cv)
+				case t == colName:
 					c.Name = string(cv)
-				case colType:
+				case t == colType && intern != nil:
+					c.Type = intern(InternColumnType, cv)
+				case t == colType:
 					c.Type = string(cv)
 				}
 			}
@@ -234,6 +248,13 @@ func DecodeSQLResult(b []byte, r *SQLResult) error {
 			n, err := Int(v)
 			rd.Fail(err)
 			r.RowsAffected = n
+		}
+	}
+	// Each row was checked against the columns seen before it; a column arriving after
+	// a row would leave that row short (found by FuzzDecodeCapabilities).
+	for i, row := range r.Rows {
+		if rd.Err() == nil && len(row) != len(r.Columns) {
+			rd.Fail(fmt.Errorf("%w: row %d has %d values for %d columns", ErrMalformed, i, len(row), len(r.Columns)))
 		}
 	}
 	return wrap("sql result", rd.Err())

@@ -162,6 +162,13 @@ func TestSQLRoundTrip(t *testing.T) {
 	if err := DecodeSQLResult(b, &r2); err != nil || !reflect.DeepEqual(res, &r2) {
 		t.Fatalf("%v %#v", err, r2)
 	}
+	// Interned: the same result, with column names and types from the interner.
+	var fields []byte
+	var r3 SQLResult
+	err = DecodeSQLResultInterned(b, &r3, func(field byte, v []byte) string { fields = append(fields, field); return string(v) })
+	if err != nil || !reflect.DeepEqual(res, &r3) || string(fields) != string([]byte{InternColumnName, InternColumnType, InternColumnName, InternColumnType}) {
+		t.Fatalf("interned: %v %#v fields %v", err, r3, fields)
+	}
 	if _, err := AppendValue(nil, 1, struct{}{}); err == nil {
 		t.Fatal("unsupported type accepted")
 	}
@@ -183,13 +190,18 @@ func FuzzDecodeCapabilities(f *testing.F) {
 				t.Fatalf("decoded request does not re-encode: %v", err)
 			}
 		}
-		var res SQLResult
-		if DecodeSQLResult(b, &res) == nil {
+		var res, res2 SQLResult
+		err := DecodeSQLResult(b, &res)
+		if err == nil {
 			for _, row := range res.Rows {
 				if len(row) != len(res.Columns) {
 					t.Fatal("ragged rows accepted")
 				}
 			}
+		}
+		err2 := DecodeSQLResultInterned(b, &res2, func(_ byte, v []byte) string { return string(v) })
+		if (err == nil) != (err2 == nil) || (err == nil && !reflect.DeepEqual(res, res2)) {
+			t.Fatalf("interned decoding differs: %v / %v", err, err2)
 		}
 		if f, err := DecodeFields(b); err == nil {
 			_, _ = f.Int(1, 0)
