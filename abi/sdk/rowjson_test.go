@@ -43,6 +43,12 @@ func TestRowsAppendJSON(t *testing.T) {
 	if got := string(rows.AppendJSONArray(nil, 1, 1)); got != "[]" {
 		t.Fatalf("empty array: %s", got)
 	}
+	// Values DB.Query never returns (Rows built by hand) are written as encoding/json
+	// writes them.
+	odd := &Rows{Columns: []wire.Column{{Name: "n"}, {Name: "l"}, {Name: "bad"}}, Data: [][]any{{7, []int{1, 2}, make(chan int)}}}
+	if got := string(odd.AppendJSON(nil, 0)); got != `{"n":7,"l":[1,2],"bad":null}` {
+		t.Fatalf("hand-built row: %s", got)
+	}
 }
 
 // Strings and floats are written byte for byte as encoding/json writes them.

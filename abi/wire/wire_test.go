@@ -162,6 +162,11 @@ func TestSQLRoundTrip(t *testing.T) {
 	if err := DecodeSQLResult(b, &r2); err != nil || !reflect.DeepEqual(res, &r2) {
 		t.Fatalf("%v %#v", err, r2)
 	}
+	// A column after a row would leave that row short: refused.
+	late := append(append([]byte(nil), b...), b[:len(b)-len(AppendInt(nil, resAffected, 2))]...)
+	if err := DecodeSQLResult(late, &r2); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("column after rows accepted: %v", err)
+	}
 	// Interned: the same result, with column names and types from the interner.
 	var fields []byte
 	var r3 SQLResult

@@ -76,8 +76,9 @@ func (e *entity) get(r *keel.Request) *keel.Response {
 	if inm := r.Header("If-None-Match"); inm != "" && strings.TrimPrefix(strings.TrimSpace(inm), "W/") == tag {
 		return (&keel.Response{Status: 304}).SetHeader("ETag", tag)
 	}
-	// Rows.AppendJSON renders exactly what render + keel.JSON would (decimals as
-	// numbers), without reflection: the read path is the hot one.
+	// Rows.AppendJSON renders the same fields and values as render + keel.JSON
+	// (decimals as numbers; keys in column order), without reflection: the read path
+	// is the hot one.
 	return keel.Bytes(200, "application/json", rows.AppendJSON(make([]byte, 0, 512), 0)).SetHeader("ETag", tag)
 }
 

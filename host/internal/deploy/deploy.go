@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing/fstest"
 	"time"
@@ -172,7 +171,9 @@ func (d *Deployer) source(ctx context.Context, name, version string) (*plugins.S
 
 // Activate makes name@version the active version: built and health-checked here
 // first, then recorded in the registry (which tells the other hosts). On any failure
-// the previous version keeps serving and the failure is recorded.
+// the previous version keeps serving and the failure is recorded. name and version
+// are kept after it returns (the probation watch): callers pass strings they own, not
+// views into a request buffer (see admin's param).
 func (d *Deployer) Activate(ctx context.Context, name, version, actor string) (store.Active, error) {
 	if !d.lock(ctx, name) {
 		return store.Active{}, fmt.Errorf("plugin %s: %w", name, ErrBusy)
@@ -208,9 +209,7 @@ func (d *Deployer) activateLocked(ctx context.Context, name, version, actor stri
 	}
 	d.cfg.Logger.Info("activation complete", "plugin", name, "version", version, "actor", actor, "generation", act.Generation,
 		"ms", time.Since(start).Milliseconds())
-	// The watch outlives the caller: it gets its own copies of the names (an HTTP
-	// handler's strings may point into a request buffer that is about to be reused).
-	go d.probation(strings.Clone(name), strings.Clone(version), act.Generation)
+	go d.probation(name, version, act.Generation)
 	return act, nil
 }
 

@@ -83,7 +83,7 @@ const HealthTenant = "platform"
 
 // HasExport reports whether the module exports name.
 func (p *Plugin) HasExport(name string) bool {
-	_, ok := p.compiled.ExportedFunctions()[name]
+	_, ok := p.module.compiled.ExportedFunctions()[name]
 	return ok
 }
 

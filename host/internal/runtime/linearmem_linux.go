@@ -44,7 +44,7 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 
 func (m *mmapMemory) Free() {
 	if m.buf != nil {
-		_ = syscall.Munmap(m.buf[:cap(m.buf)])
+		_ = syscall.Munmap(m.buf) // never resliced: the whole mapping
 		m.buf = nil
 	}
 }

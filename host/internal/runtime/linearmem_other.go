@@ -4,5 +4,5 @@ package runtime
 
 import "github.com/tetratelabs/wazero/experimental"
 
-// mmapAllocator is nil elsewhere: wazero allocates linear memory itself.
+// linearMemory is nil elsewhere: wazero allocates linear memory itself.
 var linearMemory experimental.MemoryAllocator

@@ -27,8 +27,6 @@ type Plugin struct {
 	digest   string
 	logger   *slog.Logger
 	module   *sharedModule
-	rt       wazero.Runtime        // module.rt
-	compiled wazero.CompiledModule // module.compiled
 	maxOut   int
 	timeout  time.Duration
 
@@ -82,8 +80,6 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 		digest:   digest,
 		logger:   e.logger.With("plugin", m.Name, "version", m.Version),
 		module:   sm,
-		rt:       sm.rt,
-		compiled: sm.compiled,
 		maxOut:   lim.MaxResponseBytes,
 		timeout:  lim.CallTimeout(),
 		idle:     newIdleStack(lim.PoolMax),
@@ -155,7 +151,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithStdout(out).WithStderr(errOut)
 	ictx, cancel := context.WithTimeout(ctx, max(p.timeout, 5*time.Second))
 	defer cancel()
-	mod, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(ictx, linearMemory), p.compiled, cfg)
+	mod, err := p.module.rt.InstantiateModule(experimental.WithMemoryAllocator(ictx, linearMemory), p.module.compiled, cfg)
 	if err != nil {
 		p.engine.metrics.Failure(p.manifest.Name, ReasonInit)
 		return nil, fmt.Errorf("plugin %s@%s: instantiate: %w", p.manifest.Name, p.manifest.Version, err)
@@ -377,8 +373,9 @@ func (p *Plugin) closeInstances(ctx context.Context) {
 // idleStack holds free instances last in, first out: the instance released most
 // recently is the next one borrowed, so under light load calls keep landing on the
 // same instance, whose linear memory and Go heap are still in the CPU caches, while
-// the others stay cold. (A FIFO channel rotated calls through every pooled instance;
-// the guest's share of a database-backed request was up to 3× slower that way.)
+// the others stay cold. (A FIFO channel rotated calls through every pooled instance.
+// Measured: a guest call is several times slower with cold caches than hot; the gain
+// of LIFO alone was within this machine's noise, see RATIONALE.md.)
 //
 // avail counts the instances on the stack: push adds the instance before signalling,
 // and a caller pops only after receiving a signal, so a pop always finds one. Waiting
