@@ -2,7 +2,6 @@ package keel
 
 import (
 	"encoding/json"
-	"net/url"
 	"strings"
 	"time"
 
@@ -214,7 +213,7 @@ func CallPlugin(plugin, method, path string, body []byte) (*Response, error) {
 		b = wire.AppendField(b, 5, body)
 	}
 	if q != "" {
-		if _, err := url.ParseQuery(q); err != nil {
+		if _, err := ParseQuery(q); err != nil {
 			return nil, err
 		}
 		b = wire.AppendString(b, 6, q)

@@ -2,7 +2,6 @@ package keel
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/keelhq/keel/abi/wire"
@@ -89,7 +88,7 @@ func (r Row) Bytes(col string) []byte { b, _ := r.Value(col).([]byte); return b 
 func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: sql, Params: args})
 	if err != nil {
-		return nil, fmt.Errorf("keel: DB.Query: %w", err)
+		return nil, wrapErr("keel: DB.Query", err)
 	}
 	out, err := callHost(fnSQLQuery, in)
 	if err != nil {
@@ -106,7 +105,7 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 func (dbAPI) Exec(sql string, args ...any) (int64, error) {
 	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: sql, Params: args})
 	if err != nil {
-		return 0, fmt.Errorf("keel: DB.Exec: %w", err)
+		return 0, wrapErr("keel: DB.Exec", err)
 	}
 	out, err := callHost(fnSQLExec, in)
 	if err != nil {
@@ -145,7 +144,7 @@ func IdempotencyKey(id string) PublishOption {
 func (eventsAPI) Publish(topic, typ string, payload any, opts ...PublishOption) (string, error) {
 	p, err := json.Marshal(payload)
 	if err != nil {
-		return "", fmt.Errorf("keel: Events.Publish: payload: %w", err)
+		return "", wrapErr("keel: Events.Publish: payload", err)
 	}
 	b := wire.AppendField(wire.AppendString(wire.AppendString(nil, 1, topic), 2, typ), 4, p)
 	for _, o := range opts {

@@ -2,8 +2,7 @@ package keel
 
 import (
 	"encoding/json"
-	"fmt"
-	"runtime/debug"
+	"runtime"
 	"strings"
 	"time"
 
@@ -170,7 +169,7 @@ func dispatchHTTP(in, out []byte) []byte {
 
 	rt := routes[req.Method][req.Route]
 	if rt == nil {
-		resp := Error(501, "no_handler", fmt.Sprintf("route %s %s is declared in the manifest but the plugin registered no handler", req.Method, req.Route))
+		resp := Error(501, "no_handler", "route "+req.Method+" "+req.Route+" is declared in the manifest but the plugin registered no handler")
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
 	}
 	resp, panicked := runHandler(rt.h, req)
@@ -189,8 +188,9 @@ func dispatchHTTP(in, out []byte) []byte {
 func runHandler(h HandlerFunc, req *Request) (resp *Response, panicked bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			Log.Error("handler panicked", "route", req.Route, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			resp, panicked = Error(500, "plugin_panic", fmt.Sprintf("the plugin failed: %v", v)), true
+			msg := string(appendText(nil, v))
+			Log.Error("handler panicked", "route", req.Route, "panic", msg, "stack", stack())
+			resp, panicked = Error(500, "plugin_panic", "the plugin failed: "+msg), true
 		}
 	}()
 	resp = h(req)
@@ -248,12 +248,26 @@ func dispatchInit(in, out []byte) []byte {
 func guard(what string, f func() error) (res *wire.Result) {
 	defer func() {
 		if v := recover(); v != nil {
-			Log.Error(what+" panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			res = &wire.Result{Code: uint32(wire.CodeGuestPanic), Message: fmt.Sprintf("%s panicked: %v", what, v), Flags: wire.FlagPanicked}
+			msg := string(appendText(nil, v))
+			Log.Error(what+" panicked", "panic", msg, "stack", stack())
+			res = &wire.Result{Code: uint32(wire.CodeGuestPanic), Message: what + " panicked: " + msg, Flags: wire.FlagPanicked}
 		}
 	}()
 	if err := f(); err != nil {
 		return &wire.Result{Code: uint32(wire.CodeGuestFailure), Message: err.Error()}
 	}
 	return &wire.Result{}
+}
+
+// stack returns the calling goroutine's stack trace (runtime/debug.Stack without the
+// package, which brings fmt and os into every plugin).
+func stack() string {
+	buf := make([]byte, 4096)
+	for {
+		n := runtime.Stack(buf, false)
+		if n < len(buf) || len(buf) >= 1<<20 {
+			return string(buf[:n])
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }

@@ -2,7 +2,6 @@ package keel
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/keelhq/keel/abi/wire"
 )
@@ -18,9 +17,9 @@ type HostError struct {
 
 func (e *HostError) Error() string {
 	if e.Detail != "" {
-		return fmt.Sprintf("%s: %s (%s): %s", e.Op, e.Code, e.Detail, e.Message)
+		return e.Op + ": " + e.Code.String() + " (" + e.Detail + "): " + e.Message
 	}
-	return fmt.Sprintf("%s: %s: %s", e.Op, e.Code, e.Message)
+	return e.Op + ": " + e.Code.String() + ": " + e.Message
 }
 
 // Is makes errors.Is(err, keel.ErrDenied) and friends work by code.
@@ -43,3 +42,16 @@ var (
 	ErrInvalid     error = &HostError{Code: wire.CodeInvalid}
 	ErrUnsupported error = &HostError{Code: wire.CodeUnsupported}
 )
+
+// sdkError is an SDK failure that wraps its cause for errors.Is and errors.As
+// (fmt.Errorf's %w without fmt; see Logger for why the SDK avoids fmt).
+type sdkError struct {
+	msg   string
+	cause error
+}
+
+func (e *sdkError) Error() string { return e.msg + ": " + e.cause.Error() }
+func (e *sdkError) Unwrap() error { return e.cause }
+
+// wrapErr prefixes err with msg, keeping err reachable through errors.Is/As.
+func wrapErr(msg string, err error) error { return &sdkError{msg: msg, cause: err} }

@@ -3,7 +3,6 @@ package keel
 import (
 	"bytes"
 	"encoding/json"
-	"net/url"
 	"strings"
 
 	"github.com/keelhq/keel/abi/wire"
@@ -23,7 +22,7 @@ type Request struct {
 	Body []byte
 
 	raw   wire.HTTPRequest
-	query url.Values
+	query Values
 }
 
 // Param returns the value of a path parameter declared in the route (":id" → "id").
@@ -46,10 +45,11 @@ func (r *Request) Header(name string) string {
 	return ""
 }
 
-// Query returns the parsed query string.
-func (r *Request) Query() url.Values {
+// Query returns the parsed query string (see ParseQuery; pairs that do not parse are
+// left out).
+func (r *Request) Query() Values {
 	if r.query == nil {
-		r.query, _ = url.ParseQuery(r.raw.Query)
+		r.query, _ = ParseQuery(r.raw.Query)
 	}
 	return r.query
 }
@@ -160,10 +160,15 @@ func Bytes(status int, contentType string, b []byte) *Response {
 // {"error":{"code":"...","message":"...","request_id":"..."}}, with the request id of
 // the invocation being served.
 func Error(status int, code, message string) *Response {
-	e := map[string]string{"code": code, "message": message}
+	b := make([]byte, 0, 48+len(code)+len(message))
+	b = append(b, `{"error":{"code":`...)
+	b = appendJSONString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, message)
 	if current != nil && current.RequestID != "" {
-		e["request_id"] = current.RequestID
+		b = append(b, `,"request_id":`...)
+		b = appendJSONString(b, current.RequestID)
 	}
-	b, _ := json.Marshal(map[string]map[string]string{"error": e})
+	b = append(b, "}}"...)
 	return &Response{Status: status, Headers: jsonHeaders, Body: b}
 }

@@ -51,37 +51,61 @@ func (r *Rows) AppendJSONArray(dst []byte, from, to int) []byte {
 }
 
 func appendJSONValue(dst []byte, v any, numeric bool) []byte {
+	if s, ok := v.(string); ok && numeric && isJSONNumber(s) {
+		return append(dst, s...)
+	}
+	if out, ok := appendJSONScalar(dst, v); ok {
+		return out
+	}
+	// Not produced by DB.Query (Rows built by hand): as encoding/json writes it.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, b...)
+}
+
+// appendJSONScalar appends v if it is one of the types the SDK renders itself: nil,
+// bool, the integer and float types, string, []byte (base64), time.Time (RFC 3339)
+// and RawJSON. It reports false, appending nothing, for any other type.
+func appendJSONScalar(dst []byte, v any) ([]byte, bool) {
 	switch v := v.(type) {
 	case nil:
-		return append(dst, "null"...)
+		return append(dst, "null"...), true
 	case bool:
-		return strconv.AppendBool(dst, v)
+		return strconv.AppendBool(dst, v), true
+	case int:
+		return strconv.AppendInt(dst, int64(v), 10), true
+	case int32:
+		return strconv.AppendInt(dst, int64(v), 10), true
 	case int64:
-		return strconv.AppendInt(dst, v, 10)
+		return strconv.AppendInt(dst, v, 10), true
+	case uint32:
+		return strconv.AppendUint(dst, uint64(v), 10), true
+	case uint64:
+		return strconv.AppendUint(dst, v, 10), true
 	case float64:
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return appendJSONString(dst, strconv.FormatFloat(v, 'g', -1, 64))
+			return appendJSONString(dst, strconv.FormatFloat(v, 'g', -1, 64)), true
 		}
-		return appendJSONFloat(dst, v)
+		return appendJSONFloat(dst, v), true
 	case string:
-		if numeric && isJSONNumber(v) {
-			return append(dst, v...)
-		}
-		return appendJSONString(dst, v)
+		return appendJSONString(dst, v), true
 	case []byte:
 		dst = append(dst, '"')
 		dst = base64.StdEncoding.AppendEncode(dst, v)
-		return append(dst, '"')
+		return append(dst, '"'), true
 	case time.Time:
 		dst = append(dst, '"')
 		dst = v.AppendFormat(dst, time.RFC3339Nano)
-		return append(dst, '"')
-	default: // not produced by DB.Query (Rows built by hand): as encoding/json writes it
-		b, err := json.Marshal(v)
-		if err != nil {
-			return append(dst, "null"...)
+		return append(dst, '"'), true
+	case RawJSON:
+		if !ValidJSON(v) {
+			return dst, false
 		}
-		return append(dst, b...)
+		return append(dst, v...), true
+	default:
+		return dst, false
 	}
 }
 

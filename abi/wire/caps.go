@@ -2,7 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
-	"fmt"
+	"errors"
 	"math"
 	"time"
 )
@@ -49,7 +49,7 @@ func AppendValue(dst []byte, tag byte, v any) ([]byte, error) {
 	case time.Time:
 		return appendTyped8(dst, tag, ValTime, uint64(x.UnixNano())), nil
 	default:
-		return dst, fmt.Errorf("wire: unsupported value type %T", v)
+		return dst, errors.New("wire: unsupported value type (want nil, bool, int, int32, int64, float64, string, []byte or time.Time)")
 	}
 }
 
@@ -61,24 +61,24 @@ func appendTyped8(dst []byte, tag, typ byte, u uint64) []byte {
 // DecodeValue decodes a value field. Strings and bytes are copied.
 func DecodeValue(b []byte) (any, error) {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("%w: empty value", ErrMalformed)
+		return nil, malformed("empty value")
 	}
 	data := b[1:]
 	fixed := func() (uint64, error) {
 		if len(data) != 8 {
-			return 0, fmt.Errorf("%w: value type %d needs 8 bytes, has %d", ErrMalformed, b[0], len(data))
+			return 0, malformed("value type " + itoa(b[0]) + " needs 8 bytes, has " + itoa(len(data)))
 		}
 		return binary.LittleEndian.Uint64(data), nil
 	}
 	switch b[0] {
 	case ValNull:
 		if len(data) != 0 {
-			return nil, fmt.Errorf("%w: null with data", ErrMalformed)
+			return nil, malformed("null with data")
 		}
 		return nil, nil
 	case ValBool:
 		if len(data) != 1 || data[0] > 1 {
-			return nil, fmt.Errorf("%w: bad bool value", ErrMalformed)
+			return nil, malformed("bad bool value")
 		}
 		return data[0] == 1, nil
 	case ValInt:
@@ -95,7 +95,7 @@ func DecodeValue(b []byte) (any, error) {
 		u, err := fixed()
 		return time.Unix(0, int64(u)).UTC(), err
 	default:
-		return nil, fmt.Errorf("%w: unknown value type %d", ErrMalformed, b[0])
+		return nil, malformed("unknown value type " + itoa(b[0]))
 	}
 }
 
@@ -136,7 +136,7 @@ func DecodeSQLRequest(b []byte, r *SQLRequest) error {
 			r.SQL = string(v)
 		case sqlParam:
 			if len(r.Params) >= MaxSQLParams {
-				rd.Fail(fmt.Errorf("%w: more than %d parameters", ErrMalformed, MaxSQLParams))
+				rd.Fail(malformed("more than " + itoa(MaxSQLParams) + " parameters"))
 				break
 			}
 			val, err := DecodeValue(v)
@@ -145,7 +145,7 @@ func DecodeSQLRequest(b []byte, r *SQLRequest) error {
 		}
 	}
 	if rd.Err() == nil && r.SQL == "" {
-		rd.Fail(fmt.Errorf("%w: empty statement", ErrMalformed))
+		rd.Fail(malformed("empty statement"))
 	}
 	return wrap("sql request", rd.Err())
 }
@@ -214,7 +214,7 @@ func DecodeSQLResultInterned(b []byte, r *SQLResult, intern Interner) error {
 		switch tag {
 		case resColumn:
 			if len(r.Rows) > 0 { // rows are checked against the columns before them
-				rd.Fail(fmt.Errorf("%w: column after rows", ErrMalformed))
+				rd.Fail(malformed("column after rows"))
 				break
 			}
 			var c Column
@@ -245,7 +245,7 @@ func DecodeSQLResultInterned(b []byte, r *SQLResult, intern Interner) error {
 			}
 			rd.Fail(vr.Err())
 			if rd.Err() == nil && len(row) != len(r.Columns) {
-				rd.Fail(fmt.Errorf("%w: row has %d values for %d columns", ErrMalformed, len(row), len(r.Columns)))
+				rd.Fail(malformed("row has " + itoa(len(row)) + " values for " + itoa(len(r.Columns)) + " columns"))
 			}
 			r.Rows = append(r.Rows, row)
 		case resAffected:

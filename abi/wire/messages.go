@@ -1,7 +1,5 @@
 package wire
 
-import "fmt"
-
 // KV is one name/value pair (a header, a path parameter, a label).
 type KV struct {
 	Name, Value string
@@ -310,7 +308,7 @@ func DecodeHTTPResponse(b []byte, r *HTTPResponse) error {
 		case respStatus:
 			s, err := Uint(v)
 			if err == nil && (s < 100 || s > 999) {
-				err = fmt.Errorf("%w: status %d out of range", ErrMalformed, s)
+				err = malformed("status " + itoa(s) + " out of range")
 			}
 			rd.Fail(err)
 			r.Status = int(s)
@@ -330,7 +328,7 @@ func DecodeHTTPResponse(b []byte, r *HTTPResponse) error {
 		}
 	}
 	if rd.Err() == nil && r.Status == 0 {
-		rd.Fail(fmt.Errorf("%w: response has no status", ErrMalformed))
+		rd.Fail(malformed("response has no status"))
 	}
 	return wrap("http response", rd.Err())
 }
@@ -408,7 +406,7 @@ func DecodeEvent(b []byte, e *Event) error {
 		case evAttempt:
 			a, err := Uint(v)
 			if err == nil && a > 1<<31 {
-				err = fmt.Errorf("%w: attempt %d out of range", ErrMalformed, a)
+				err = malformed("attempt " + itoa(a) + " out of range")
 			}
 			r.Fail(err)
 			e.Attempt = int(a)
@@ -465,7 +463,7 @@ func DecodeResult(b []byte, r *Result) error {
 		case resCode:
 			c, err := Uint(v)
 			if err == nil && c > 0xffff {
-				err = fmt.Errorf("%w: code %d out of range", ErrMalformed, c)
+				err = malformed("code " + itoa(c) + " out of range")
 			}
 			rd.Fail(err)
 			r.Code = uint32(c)
@@ -488,5 +486,5 @@ func wrap(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("decode %s: %w", what, err)
+	return &wrapError{msg: "decode " + what + ": " + err.Error(), cause: err}
 }

@@ -14,7 +14,6 @@ package wire
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 )
 
@@ -96,7 +95,7 @@ type Reader struct {
 // NewReader returns a Reader over b. It does not copy b.
 func NewReader(b []byte) Reader {
 	if len(b) > MaxMessage {
-		return Reader{err: fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrMalformed, len(b), MaxMessage)}
+		return Reader{err: malformed(itoa(len(b)) + " bytes exceeds the " + itoa(MaxMessage) + " byte limit")}
 	}
 	return Reader{b: b}
 }
@@ -108,12 +107,12 @@ func (r *Reader) Next() (tag byte, val []byte, ok bool) {
 		return 0, nil, false
 	}
 	if len(r.b) < HeaderSize {
-		r.err = fmt.Errorf("%w: truncated field header", ErrMalformed)
+		r.err = malformed("truncated field header")
 		return 0, nil, false
 	}
 	n := binary.LittleEndian.Uint32(r.b[1:5])
 	if uint64(n) > uint64(len(r.b)-HeaderSize) {
-		r.err = fmt.Errorf("%w: field %d declares %d bytes, %d remain", ErrMalformed, r.b[0], n, len(r.b)-HeaderSize)
+		r.err = malformed("field " + itoa(r.b[0]) + " declares " + itoa(n) + " bytes, " + itoa(len(r.b)-HeaderSize) + " remain")
 		return 0, nil, false
 	}
 	tag, val = r.b[0], r.b[HeaderSize:HeaderSize+int(n)]
@@ -135,7 +134,7 @@ func (r *Reader) Fail(err error) {
 // Uint decodes an integer field written by AppendUint.
 func Uint(val []byte) (uint64, error) {
 	if len(val) != 8 {
-		return 0, fmt.Errorf("%w: integer field has %d bytes, want 8", ErrMalformed, len(val))
+		return 0, malformed("integer field has " + itoa(len(val)) + " bytes, want 8")
 	}
 	return binary.LittleEndian.Uint64(val), nil
 }
@@ -155,7 +154,7 @@ func Float(val []byte) (float64, error) {
 // Bool decodes a field written by AppendBool.
 func Bool(val []byte) (bool, error) {
 	if len(val) != 1 || val[0] > 1 {
-		return false, fmt.Errorf("%w: bool field must be one byte 0 or 1", ErrMalformed)
+		return false, malformed("bool field must be one byte 0 or 1")
 	}
 	return val[0] == 1, nil
 }
@@ -163,11 +162,11 @@ func Bool(val []byte) (bool, error) {
 // Pair decodes a field written by AppendPair. The returned slices alias val.
 func Pair(val []byte) (k, v []byte, err error) {
 	if len(val) < 4 {
-		return nil, nil, fmt.Errorf("%w: pair shorter than its key length", ErrMalformed)
+		return nil, nil, malformed("pair shorter than its key length")
 	}
 	n := binary.LittleEndian.Uint32(val)
 	if uint64(n) > uint64(len(val)-4) {
-		return nil, nil, fmt.Errorf("%w: pair key length %d exceeds the field", ErrMalformed, n)
+		return nil, nil, malformed("pair key length " + itoa(n) + " exceeds the field")
 	}
 	return val[4 : 4+n], val[4+n:], nil
 }
