@@ -44,6 +44,10 @@ type Route struct {
 	Permission string `json:"permission,omitempty"`
 	// Public routes need no authentication at all.
 	Public bool `json:"public,omitempty"`
+	// ReadOnly routes run their SQL read-only: each statement in its own implicit
+	// transaction with the tenant set (one round trip, no BEGIN or COMMIT), writes
+	// refused by PostgreSQL, and no events published. For handlers that only read.
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // Limits bound what one instance and one call may consume. Zero values take defaults.

@@ -8,7 +8,7 @@ import (
 const good = `{"name":"example","version":"1.2.3","abi":1,
  "routes":[{"method":"GET","path":"/hello/:name","public":true},
            {"method":"POST","path":"/echo","permission":"example.echo"},
-           {"method":"GET","path":"/files/*"}],
+           {"method":"GET","path":"/files/*","read_only":true}],
  "limits":{"pool_max":4}}`
 
 func TestParseValid(t *testing.T) {
@@ -16,7 +16,7 @@ func TestParseValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Name != "example" || len(m.Routes) != 3 {
+	if m.Name != "example" || len(m.Routes) != 3 || m.Routes[0].ReadOnly || !m.Routes[2].ReadOnly {
 		t.Fatalf("unexpected manifest %+v", m)
 	}
 	l := m.Limits
@@ -31,6 +31,7 @@ func TestParseRejects(t *testing.T) {
 		name, json, want string
 	}{
 		{"unknown field", `{"name":"ab","version":"1.0.0","abi":1,"limits":{},"colour":"red"}`, `unknown field "colour"`},
+		{"read_only not a bool", `{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"GET","path":"/x","read_only":"yes"}],"limits":{}}`, `read_only`},
 		{"unknown limit", `{"name":"ab","version":"1.0.0","abi":1,"limits":{"cpu":1}}`, `unknown field "cpu"`},
 		{"bad name", `{"name":"Ab","version":"1.0.0","abi":1,"limits":{}}`, `name "Ab"`},
 		{"bad version", `{"name":"ab","version":"1.0","abi":1,"limits":{}}`, `version "1.0"`},

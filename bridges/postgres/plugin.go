@@ -64,6 +64,7 @@ type txLimits struct {
 	statementTimeout time.Duration
 	maxRows          int
 	maxBytes         int64
+	readOnly         bool
 }
 
 func (l txLimits) validate() error {
@@ -88,6 +89,15 @@ func WithMaxRows(n int) PluginOption { return func(l *txLimits) { l.maxRows = n 
 // WithMaxResultBytes caps the raw bytes of the values one Query may return; more is an
 // ErrResultTooLarge.
 func WithMaxResultBytes(n int64) PluginOption { return func(l *txLimits) { l.maxBytes = n } }
+
+// ReadOnly makes the transactions read-only units of work: PostgreSQL refuses every
+// write (transaction_read_only), Commit accepts no outbox events, and a statement that
+// is already prepared on the connection runs with the plugin setup in one implicit
+// transaction, one round trip and no BEGIN or COMMIT. Each such statement sees its own
+// snapshot, as statements of a READ COMMITTED transaction do; the first use of a
+// statement on a connection, which must prepare it, opens an ordinary read-only
+// transaction instead, and Commit ends it. RATIONALE.md, "Read-only units of work".
+func ReadOnly() PluginOption { return func(l *txLimits) { l.readOnly = true } }
 
 // PluginDB is one plugin's access to the shared pool: every transaction it begins runs as the plugin's
 // role, in the plugin's schema, for one tenant. The zero value is unusable; get one from EnsurePlugin.

@@ -23,6 +23,9 @@ var ErrTxDone = errors.New("transaction already committed or rolled back")
 // discarded its work, so it is rolled back.
 var ErrTxAborted = errors.New("transaction aborted by an earlier error; rolled back")
 
+// ErrReadOnly is returned by Commit when a read-only Tx is given outbox events.
+var ErrReadOnly = errors.New("read-only unit of work cannot publish events")
+
 // ErrResultTooLarge reports a Query whose result exceeds the plugin's row or byte limit.
 var ErrResultTooLarge = errors.New("query result too large")
 
@@ -39,6 +42,10 @@ const rollbackTimeout = 5 * time.Second
 const setupSQL = `SELECT set_config('role', $1, true), set_config('search_path', $2, true), ` +
 	`set_config('app.tenant_id', $3, true), set_config('app.plugin', $4, true), set_config('statement_timeout', $5, true)`
 
+// setupReadOnlySQL is setupSQL for a read-only unit of work: the transaction, implicit or not, also
+// refuses writes. Setting transaction_read_only to on is allowed at any point of a transaction.
+const setupReadOnlySQL = setupSQL + `, set_config('transaction_read_only', 'on', true)`
+
 var textOIDs5 = []uint32{oidText, oidText, oidText, oidText, oidText}
 
 // Tx is one plugin invocation's unit of work: a transaction on one pooled connection, running as the
@@ -51,8 +58,13 @@ type Tx struct {
 	conn   *pgxpool.Conn // nil once the transaction has ended
 	// setup holds the parameters of BEGIN and the switch to the plugin's role and
 	// tenant until the first statement, which carries them in the same round trip.
+	// A read-only Tx keeps it while its statements run in implicit transactions, each
+	// carrying the setup (see ReadOnly); nil means an explicit transaction is open.
 	setup [][]byte
 }
+
+// implicit reports whether the next statement runs in its own implicit transaction.
+func (tx *Tx) implicit() bool { return tx.p.limits.readOnly && tx.setup != nil }
 
 // Begin starts a transaction for tenant. BEGIN and the switch to the plugin's role, search_path,
 // tenant, plugin name and statement timeout travel in one pipelined round trip.
@@ -82,10 +94,10 @@ func (p PluginDB) Begin(ctx context.Context, tenant string) (*Tx, error) {
 	}}, nil
 }
 
-// queueBegin adds BEGIN and the setup to a batch.
-func (tx *Tx) queueBegin(b *pgconn.Batch) {
+// queueBegin adds BEGIN and the setup, prepared on the connection as setup, to a batch.
+func (tx *Tx) queueBegin(b *pgconn.Batch, setup string) {
 	b.ExecParams("BEGIN", nil, nil, nil, nil)
-	b.ExecParams(setupSQL, tx.setup, textOIDs5, nil, nil)
+	b.ExecPrepared(setup, tx.setup, nil, nil)
 	tx.setup = nil
 }
 
@@ -94,8 +106,12 @@ func (tx *Tx) beginNow(ctx context.Context) error {
 	if tx.setup == nil {
 		return nil
 	}
+	setup, err := tx.ensureSetup(ctx)
+	if err != nil {
+		return fmt.Errorf("begin for tenant %q: %w", tx.tenant, err)
+	}
 	b := &pgconn.Batch{}
-	tx.queueBegin(b)
+	tx.queueBegin(b, setup)
 	if _, err := tx.conn.Conn().PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
 		return fmt.Errorf("begin for tenant %q: %w", tx.tenant, err)
 	}
@@ -254,9 +270,12 @@ func (tx *Tx) Commit(ctx context.Context, events []OutboxEvent) error {
 	defer tx.end(ctx) // runs after done: the deadline is cleared before the connection goes back
 	ctx, done := tx.bound(ctx)
 	defer done()
+	if tx.p.limits.readOnly && len(events) > 0 {
+		return tx.errorf("commit: %w", ErrReadOnly)
+	}
 	if tx.setup != nil {
 		if len(events) == 0 {
-			return nil // no statement ran: there is nothing to commit
+			return nil // no explicit transaction is open: there is nothing to commit
 		}
 		if err := tx.beginNow(ctx); err != nil {
 			return tx.errorf("commit: %w", err)
@@ -356,12 +375,19 @@ func (tx *Tx) closedConn() bool { return tx.conn == nil || tx.conn.Conn().PgConn
 
 // stillInTx is the backstop behind the guard: if a statement somehow ended the transaction, the
 // session is back to the privileged user, so the connection is destroyed rather than used again.
+// After a statement in an implicit transaction (read-only Tx) the connection must instead be idle:
+// a transaction still open there was opened by the plugin's statement.
 func (tx *Tx) stillInTx() error {
-	if s := tx.conn.Conn().PgConn().TxStatus(); s != 'T' && s != 'E' {
+	s := tx.conn.Conn().PgConn().TxStatus()
+	ok := s == 'T' || s == 'E'
+	if tx.implicit() {
+		ok = s == 'I'
+	}
+	if !ok {
 		tx.conn.Conn().Close(context.Background()) //nolint:errcheck // the pool discards the closed connection
 		tx.conn.Release()
 		tx.conn = nil
-		return tx.errorf("statement ended the transaction (status %q); connection discarded", s)
+		return tx.errorf("statement left the connection in the wrong transaction state (status %q); connection discarded", s)
 	}
 	return nil
 }

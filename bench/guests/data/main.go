@@ -8,17 +8,23 @@ import (
 	keel "github.com/keelhq/keel/abi/sdk"
 )
 
+// customer reads one row by primary key. It serves /customers/:id (a transaction per
+// invocation) and /ro/customers/:id (declared read_only: one round trip, no BEGIN or
+// COMMIT).
+func customer(r *keel.Request) *keel.Response {
+	rows, err := keel.DB.Query(`SELECT id, name, email FROM customers WHERE id = $1`, r.Param("id"))
+	if err != nil {
+		return keel.Error(500, "db", err.Error())
+	}
+	if rows.Len() == 0 {
+		return keel.Error(404, "not_found", "no such customer")
+	}
+	return keel.Bytes(200, "application/json", rows.AppendJSON(nil, 0))
+}
+
 func init() {
-	keel.Handle("GET", "/customers/:id", func(r *keel.Request) *keel.Response {
-		rows, err := keel.DB.Query(`SELECT id, name, email FROM customers WHERE id = $1`, r.Param("id"))
-		if err != nil {
-			return keel.Error(500, "db", err.Error())
-		}
-		if rows.Len() == 0 {
-			return keel.Error(404, "not_found", "no such customer")
-		}
-		return keel.Bytes(200, "application/json", rows.AppendJSON(nil, 0))
-	})
+	keel.Handle("GET", "/customers/:id", customer)
+	keel.Handle("GET", "/ro/customers/:id", customer)
 	// /batch runs n primary-key reads in one invocation, to measure the cost of one
 	// statement inside the unit of work.
 	keel.Handle("GET", "/batch", func(r *keel.Request) *keel.Response {
@@ -37,6 +43,17 @@ func init() {
 			return keel.Error(404, "miss", "not cached")
 		}
 		return keel.Bytes(200, "application/octet-stream", v)
+	})
+	// /cache-batch/:key?n= reads the key n times in one invocation, to measure one
+	// cache read through the capability without the invocation around it.
+	keel.Handle("GET", "/cache-batch/:key", func(r *keel.Request) *keel.Response {
+		n, _ := strconv.Atoi(r.Query().Get("n"))
+		for i := 0; i < n; i++ {
+			if v, ok, err := keel.Cache.Get(r.Param("key")); err != nil || !ok || len(v) == 0 {
+				return keel.Error(404, "miss", "not cached")
+			}
+		}
+		return keel.Text(200, "ok")
 	})
 	keel.Handle("PUT", "/cache/:key", func(r *keel.Request) *keel.Response {
 		if err := keel.Cache.Set(r.Param("key"), r.Body, keel.Class("default")); err != nil {

@@ -64,7 +64,8 @@ type unitKey struct{}
 
 // unit is one invocation's unit of work.
 type unit struct {
-	pdb    postgres.PluginDB
+	pdb    postgres.PluginDB // read-only for a read_only route's call
+	ro     bool
 	tenant string
 	tx     *postgres.Tx
 	events []postgres.OutboxEvent
@@ -86,7 +87,10 @@ func (d *Data) unitOf(call *runtime.Call) (*unit, error) {
 	if call.Context.Tenant == "" {
 		return nil, runtime.Errorf(wire.CodeInvalid, "this call acts for no tenant: database access and events are per tenant (authenticate, or send X-Tenant-ID on a public route)")
 	}
-	u := &unit{pdb: pdb, tenant: call.Context.Tenant}
+	u := &unit{pdb: pdb, tenant: call.Context.Tenant, ro: call.ReadOnly()}
+	if u.ro {
+		u.pdb = pdb.With(postgres.ReadOnly())
+	}
 	call.SetValue(unitKey{}, u)
 	call.OnFinish(u.finish)
 	return u, nil
@@ -200,7 +204,7 @@ func sqlError(err error) error {
 			code = wire.CodeConflict
 		case pe.Code == "57014":
 			code = wire.CodeDeadline
-		case pe.Code == "42501":
+		case pe.Code == "42501", pe.Code == "25006": // insufficient privilege; a write in a read_only route
 			code = wire.CodeDenied
 		case len(pe.Code) == 2 && pe.Code[:2] == "08":
 			code = wire.CodeUnavailable
@@ -226,6 +230,9 @@ func (d *Data) publish(_ context.Context, call *runtime.Call, in []byte) ([]byte
 	topic := f.String(evTopic)
 	if !m.Capabilities.Publishes(topic) {
 		return nil, runtime.Errorf(wire.CodeDenied, "plugin %s does not declare publishing to topic %q", m.Name, topic)
+	}
+	if call.ReadOnly() {
+		return nil, runtime.Errorf(wire.CodeDenied, "plugin %s: this route is declared read_only and cannot publish events", m.Name)
 	}
 	typ := f.String(evType)
 	if typ == "" || len(typ) > 200 {

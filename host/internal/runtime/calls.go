@@ -15,7 +15,8 @@ import (
 // passed to concurrent calls.
 func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*wire.HTTPResponse, error) {
 	var resp wire.HTTPResponse
-	err := p.invoke(ctx, exHTTP, &req.Ctx, func(cc *wire.CallContext) []byte {
+	ro := p.readOnly[routeKey{req.Method, req.Route}]
+	err := p.invoke(ctx, exHTTP, &req.Ctx, ro, func(cc *wire.CallContext) []byte {
 		return wire.AppendHTTPRequest(buf[:0], req)
 	}, func(out []byte) (bool, bool, error) {
 		if err := wire.DecodeHTTPResponse(out, &resp); err != nil {
@@ -36,7 +37,7 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 // Like HTTP, it fills in ev.Ctx: one event value must not be passed to concurrent calls.
 func (p *Plugin) Event(ctx context.Context, ev *wire.Event) (*wire.Result, error) {
 	var res wire.Result
-	err := p.invoke(ctx, exEvent, &ev.Ctx, func(cc *wire.CallContext) []byte {
+	err := p.invoke(ctx, exEvent, &ev.Ctx, false, func(cc *wire.CallContext) []byte {
 		return wire.AppendEvent(nil, ev)
 	}, func(out []byte) (bool, bool, error) {
 		if err := wire.DecodeResult(out, &res); err != nil {
@@ -61,7 +62,7 @@ func (p *Plugin) Health(ctx context.Context) error {
 	// database (SELECT 1) through the SQL capability; row-level security shows it no
 	// tenant's rows.
 	cc := wire.CallContext{RequestID: "health", Tenant: HealthTenant}
-	err := p.invoke(ctx, exHealth, &cc, func(cc *wire.CallContext) []byte {
+	err := p.invoke(ctx, exHealth, &cc, false, func(cc *wire.CallContext) []byte {
 		return wire.AppendCallContextFields(nil, cc)
 	}, func(out []byte) (bool, bool, error) {
 		if err := wire.DecodeResult(out, &res); err != nil {
@@ -87,11 +88,11 @@ func (p *Plugin) HasExport(name string) bool {
 	return ok
 }
 
-// invoke is the one path every call takes: admit, borrow an instance under the call's
+// invoke is the one path every call takes (readOnly marks a read_only route's call): admit, borrow an instance under the call's
 // deadline, run the export, decode, return or retire the instance, finish the unit of
 // work. encode builds the input once the deadline is known; decode reports whether the
 // output counts as success and whether the guest panicked.
-func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
+func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext, readOnly bool,
 	encode func(*wire.CallContext) []byte,
 	decode func(out []byte) (success, panicked bool, err error)) error {
 
@@ -132,7 +133,7 @@ func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext,
 		}
 	}
 	p.inUseGauge.Set(float64(p.inUse.Add(1)))
-	c := &Call{Plugin: p, Context: cc, inst: in, deadline: deadline}
+	c := &Call{Plugin: p, Context: cc, inst: in, deadline: deadline, readOnly: readOnly}
 	defer c.release()
 	out, err := in.call(context.WithValue(ctx, callKey{}, c), ex, encode(cc), p.maxOut)
 	var success, panicked bool

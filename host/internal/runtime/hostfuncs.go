@@ -43,6 +43,7 @@ type Call struct {
 	values   []callValue
 	// deadline is enforced by tick; capabilities see it through Ctx.
 	deadline time.Time
+	readOnly bool
 	ctx      context.Context
 	cancel   context.CancelFunc
 }
@@ -55,6 +56,10 @@ func (c *Call) Logger() *slog.Logger {
 	}
 	return c.logger
 }
+
+// ReadOnly reports whether the call serves a route the manifest declares read_only: its
+// database work must run read-only and it may not publish events.
+func (c *Call) ReadOnly() bool { return c.readOnly }
 
 // Ctx returns a context bounded by the call's deadline for host functions that
 // reach other systems. It is derived on first use, because most calls reach none and

@@ -40,7 +40,12 @@ type Plugin struct {
 
 	gate gate // counts in-flight calls; Close waits for them
 	stop chan struct{}
+
+	readOnly map[routeKey]bool // routes the manifest declares read_only
 }
+
+// routeKey names a manifest route as an HTTP call carries it (method and pattern).
+type routeKey struct{ method, path string }
 
 // LoadStats describes how a load went, for logs and benchmarks.
 type LoadStats struct {
@@ -85,6 +90,12 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 		idle:     newIdleStack(lim.PoolMax),
 		slots:    make(chan struct{}, lim.PoolMax),
 		stop:     make(chan struct{}),
+		readOnly: map[routeKey]bool{},
+	}
+	for _, r := range m.Routes {
+		if r.ReadOnly {
+			p.readOnly[routeKey{r.Method, r.Path}] = true
+		}
 	}
 	p.inUseGauge = e.metrics.PoolInUseGauge(m.Name, m.Version)
 	for i, name := range exportNames {

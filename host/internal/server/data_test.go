@@ -142,6 +142,48 @@ func TestTenantIsolationAndSchemaIsolation(t *testing.T) {
 	_ = base
 }
 
+// TestReadOnlyRoutes drives a read_only route's unit of work: it reads the tenant's
+// rows only, PostgreSQL refuses its writes, it cannot publish, and the ordinary routes
+// on the same connections still write afterwards.
+func TestReadOnlyRoutes(t *testing.T) {
+	s, base, name := ledger(t)
+	p := s.Plugins().Lookup(name).Plugin
+	call := func(tenant, path, body string) *wire.HTTPResponse {
+		t.Helper()
+		resp, err := p.HTTP(context.Background(), &wire.HTTPRequest{Method: "POST", Path: path, Route: path, Body: []byte(body),
+			Ctx: wire.CallContext{RequestID: "ro-" + tenant, Tenant: tenant}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := call("tenant-a", "/entries", `{"note":"a1"}`); r.Status != 201 {
+		t.Fatalf("insert for A: %d %s", r.Status, r.Body)
+	}
+	for i := 0; i < 3; i++ { // the first run on a connection prepares; later ones run implicitly
+		if r := call("tenant-a", "/ro/sql", `SELECT note, current_setting('transaction_read_only') AS ro FROM entries`); r.Status != 200 || string(r.Body) != `[{"note":"a1","ro":"on"}]` {
+			t.Fatalf("read-only read as A: %d %s", r.Status, r.Body)
+		}
+		if r := call("tenant-b", "/ro/sql", `SELECT note FROM entries`); r.Status != 200 || string(r.Body) != `[]` {
+			t.Fatalf("read-only read as B: %d %s", r.Status, r.Body)
+		}
+		r := call("tenant-a", "/ro/sql", `INSERT INTO entries (note) VALUES ('sneaked') RETURNING id`)
+		if r.Status != 500 || !strings.Contains(string(r.Body), `"code":"denied"`) || !strings.Contains(string(r.Body), "25006") {
+			t.Fatalf("a write on a read_only route: %d %s, want denied with SQLSTATE 25006", r.Status, r.Body)
+		}
+	}
+	if r := call("tenant-a", "/ro/publish", ""); r.Status != 500 || !strings.Contains(string(r.Body), `"code":"denied"`) || !strings.Contains(string(r.Body), "read_only") {
+		t.Fatalf("publishing from a read_only route: %d %s, want denied", r.Status, r.Body)
+	}
+	if r := call("tenant-a", "/entries", `{"note":"a2"}`); r.Status != 201 {
+		t.Fatalf("insert after read-only calls: %d %s", r.Status, r.Body)
+	}
+	if r := call("tenant-a", "/ro/sql", `SELECT note FROM entries ORDER BY id`); string(r.Body) != `[{"note":"a1"},{"note":"a2"}]` {
+		t.Fatalf("entries after the read-only calls: %s, want a1 and a2 only", r.Body)
+	}
+	_ = base
+}
+
 func TestSQLNotDeclaredIsDenied(t *testing.T) {
 	name := "ledger-" + pgtest.RandomSuffix(6)
 	url := database(t, "keel_plg_none")

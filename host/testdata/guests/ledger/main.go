@@ -59,12 +59,20 @@ func init() {
 		}
 		return keel.JSON(200, rows.Maps())
 	})
-	keel.Handle("POST", "/sql", func(r *keel.Request) *keel.Response {
+	sql := func(r *keel.Request) *keel.Response {
 		rows, err := keel.DB.Query(string(r.Body))
 		if err != nil {
 			return report(err)
 		}
 		return keel.JSON(200, rows.Maps())
+	}
+	keel.Handle("POST", "/sql", sql)
+	keel.Handle("POST", "/ro/sql", sql) // declared read_only
+	keel.Handle("POST", "/ro/publish", func(r *keel.Request) *keel.Response {
+		if _, err := keel.Events.Publish("ledger.entries", "ledger.entry.created", map[string]any{"note": "from a read-only route"}); err != nil {
+			return report(err)
+		}
+		return keel.Text(200, "published")
 	})
 	record := func(ev *keel.Event) error {
 		var p struct{ Note string }
