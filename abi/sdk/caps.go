@@ -33,15 +33,17 @@ var Cache cacheAPI
 
 // Get returns the value under key and whether it was found.
 func (cacheAPI) Get(key string) ([]byte, bool, error) {
-	out, err := callHost(fnCacheGet, wire.AppendString(nil, 1, key))
+	in := wire.AppendString(request(), 1, key)
+	out, err := callHost(fnCacheGet, in)
+	sent(in)
 	if err != nil {
 		return nil, false, err
 	}
-	f, err := wire.DecodeFields(out)
-	if err != nil || !f.Has(2) {
+	v, ok, err := wire.Field(out, 2)
+	if err != nil || !ok {
 		return nil, false, err
 	}
-	return append([]byte(nil), f.Bytes(2)...), true, nil
+	return append([]byte(nil), v...), true, nil
 }
 
 // Set stores val under key; without options it expires after the default class.

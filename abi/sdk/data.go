@@ -24,7 +24,6 @@ var DB dbAPI
 type Rows struct {
 	Columns []wire.Column
 	Data    [][]any
-	index   map[string]int
 }
 
 // Len is the number of rows.
@@ -52,16 +51,13 @@ type Row struct {
 	values []any
 }
 
-// Value returns the value of a column by name (nil if NULL or unknown).
+// Value returns the value of a column by name (nil if NULL or unknown). Results have
+// few columns, so it scans them: cheaper in a wasm guest than building a map per result.
 func (r Row) Value(col string) any {
-	if r.rows.index == nil {
-		r.rows.index = map[string]int{}
-		for i, c := range r.rows.Columns {
-			r.rows.index[c.Name] = i
+	for i, c := range r.rows.Columns {
+		if c.Name == col {
+			return r.values[i]
 		}
-	}
-	if i, ok := r.rows.index[col]; ok {
-		return r.values[i]
 	}
 	return nil
 }
@@ -86,15 +82,17 @@ func (r Row) Bytes(col string) []byte { b, _ := r.Value(col).([]byte); return b 
 
 // Query runs a statement that returns rows.
 func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
-	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: sql, Params: args})
+	in, err := wire.AppendSQLRequest(request(), &wire.SQLRequest{SQL: sql, Params: args})
 	if err != nil {
 		return nil, wrapErr("keel: DB.Query", err)
 	}
 	out, err := callHost(fnSQLQuery, in)
+	sent(in)
 	if err != nil {
 		return nil, err
 	}
 	var res wire.SQLResult
+	resetColumnPositions()
 	if err := wire.DecodeSQLResultInterned(out, &res, intern); err != nil {
 		return nil, err
 	}
@@ -103,19 +101,20 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 
 // Exec runs a statement and returns the number of rows it affected.
 func (dbAPI) Exec(sql string, args ...any) (int64, error) {
-	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: sql, Params: args})
+	in, err := wire.AppendSQLRequest(request(), &wire.SQLRequest{SQL: sql, Params: args})
 	if err != nil {
 		return 0, wrapErr("keel: DB.Exec", err)
 	}
 	out, err := callHost(fnSQLExec, in)
+	sent(in)
 	if err != nil {
 		return 0, err
 	}
-	f, err := wire.DecodeFields(out)
-	if err != nil {
+	v, ok, err := wire.Field(out, 3)
+	if err != nil || !ok {
 		return 0, err
 	}
-	return f.Int(3, 0)
+	return wire.Int(v)
 }
 
 // ---- keel:events/v1 ------------------------------------------------------------

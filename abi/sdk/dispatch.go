@@ -42,6 +42,10 @@ type EventHandler func(*Event) error
 // theRequest is reused for every HTTP call of this instance; see Request.
 var theRequest Request
 
+// lastRoute is the route of the previous request: most calls of an instance hit the
+// route the previous one did, and two map lookups are the dearer path in wasm.
+var lastRoute *route
+
 type route struct {
 	method, pattern string
 	h               HandlerFunc
@@ -75,9 +79,59 @@ func Handle(method, pattern string, h HandlerFunc) {
 // calls (tenant, subject, plugin, version), so decoding them does not allocate.
 var internCache [8]string
 
+// Positional caches for the repeated lists of a message: the i-th permission, header
+// or result column of this call is usually the i-th of the previous one (same token,
+// same client, same query), and comparing bytes is much cheaper in a wasm guest than
+// hashing them for a map lookup (Go's map hash has no hardware path in wasm). Each
+// decode resets the positions (resetPositions).
+var (
+	permPos, paramPos, headerPos, headerValPos, colNamePos, colTypePos posCache
+)
+
+// resetPositions starts the positional caches at the beginning of a new message.
+func resetPositions() {
+	permPos.i, paramPos.i, headerPos.i, headerValPos.i, colNamePos.i, colTypePos.i = 0, 0, 0, 0, 0, 0
+}
+
+// resetColumnPositions starts the column caches at the beginning of a query result.
+func resetColumnPositions() { colNamePos.i, colTypePos.i = 0, 0 }
+
+// posCache is one positional cache; see permPos.
+type posCache struct {
+	i    int
+	last []string
+}
+
+// maxPositions bounds a positional cache; later entries go to the interned set alone.
+const maxPositions = 128
+
+// get returns b as a string, reusing the previous message's string at this position
+// when it is equal, and otherwise intern (the vocabulary set, or a plain copy when
+// vocab is false: header values are not vocabulary).
+func (c *posCache) get(b []byte, vocab bool) string {
+	i := c.i
+	c.i++
+	if i < len(c.last) && c.last[i] == string(b) {
+		return c.last[i]
+	}
+	var s string
+	if vocab {
+		s = internSet(b)
+	} else {
+		s = string(b)
+	}
+	switch {
+	case i < len(c.last):
+		c.last[i] = s
+	case i == len(c.last) && i < maxPositions && len(b) <= 256:
+		c.last = append(c.last, s)
+	}
+	return s
+}
+
 // intern returns strings for decoded request fields, allocating only when needed:
 // methods and route patterns come from the registry, repeated context values from
-// internCache.
+// internCache, repeated lists from the positional caches.
 func intern(field byte, b []byte) string {
 	switch field {
 	case 1: // method
@@ -96,7 +150,11 @@ func intern(field byte, b []byte) string {
 			return "HEAD"
 		}
 	case 3: // route pattern
+		if lastPattern == string(b) {
+			return lastPattern
+		}
 		if p, ok := patterns[string(b)]; ok {
+			lastPattern = p
 			return p
 		}
 	case wire.InternTenant, wire.InternSubject, wire.InternPlugin, wire.InternVersion:
@@ -106,12 +164,24 @@ func intern(field byte, b []byte) string {
 		}
 		internCache[i] = string(b)
 		return internCache[i]
-	case 5, 6, wire.InternPerm, wire.InternColumnName, wire.InternColumnType:
-		// parameter and header names, permissions, result column names and types
-		return internSet(b)
+	case 5: // parameter names
+		return paramPos.get(b, true)
+	case 6: // header names
+		return headerPos.get(b, true)
+	case wire.InternHeaderValue:
+		return headerValPos.get(b, false)
+	case wire.InternPerm:
+		return permPos.get(b, true)
+	case wire.InternColumnName:
+		return colNamePos.get(b, true)
+	case wire.InternColumnType:
+		return colTypePos.get(b, true)
 	}
 	return string(b)
 }
+
+// lastPattern is the route pattern of the previous request; see intern.
+var lastPattern string
 
 // internedSet holds the strings seen as parameter names, header names, permissions
 // and result column names and types: a small vocabulary that every call repeats (a token can carry dozens
@@ -159,6 +229,7 @@ func dispatchHTTP(in, out []byte) []byte {
 	// fresh one per call costs an allocation and its write barriers.
 	req := &theRequest
 	req.query = nil
+	resetPositions()
 	if err := wire.DecodeHTTPRequestInto(in, &req.raw, intern); err != nil {
 		resp := Error(400, "malformed_request", err.Error())
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
@@ -167,7 +238,11 @@ func dispatchHTTP(in, out []byte) []byte {
 	current = &req.raw.Ctx
 	defer func() { current = nil }()
 
-	rt := routes[req.Method][req.Route]
+	rt := lastRoute
+	if rt == nil || rt.method != req.Method || rt.pattern != req.Route {
+		rt = routes[req.Method][req.Route]
+		lastRoute = rt
+	}
 	if rt == nil {
 		resp := Error(501, "no_handler", "route "+req.Method+" "+req.Route+" is declared in the manifest but the plugin registered no handler")
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})

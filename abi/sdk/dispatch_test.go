@@ -12,6 +12,39 @@ func init() {
 	Handle("POST", "/raw", func(r *Request) *Response { return Bytes(200, "application/octet-stream", r.Body) })
 	Handle("GET", "/items/:id", func(r *Request) *Response { return JSON(200, map[string]string{"id": r.Param("id")}) })
 	Handle("GET", "/boom", func(r *Request) *Response { panic("boom") })
+	Handle("GET", "/who", func(r *Request) *Response {
+		return Text(200, strings.Join(r.Call().Permissions(), ",")+"|"+r.Header("X-A")+","+r.Header("x-b")+"|"+r.Param("p"))
+	})
+}
+
+// TestDispatchReusesNothingStale sends requests whose permissions, headers and
+// parameters differ in content and length from the previous one's: the positional
+// caches must never hand back the previous call's strings.
+func TestDispatchReusesNothingStale(t *testing.T) {
+	for _, tc := range []struct {
+		perms   []string
+		headers []wire.KV
+		param   string
+		want    string
+	}{
+		{[]string{"a.read", "a.write", "b.read"}, []wire.KV{{Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2"}}, "p1", "a.read,a.write,b.read|1,2|p1"},
+		{[]string{"a.read", "a.write", "b.read"}, []wire.KV{{Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2"}}, "p1", "a.read,a.write,b.read|1,2|p1"},
+		{[]string{"a.read", "c.read"}, []wire.KV{{Name: "x-b", Value: "1"}}, "p2", "a.read,c.read|,1|p2"},
+		{nil, nil, "", "|,|"},
+		{[]string{"a.read", "a.write", "b.read", "d"}, []wire.KV{{Name: "x-a", Value: "9"}, {Name: "x-b", Value: "2"}}, "p1", "a.read,a.write,b.read,d|9,2|p1"},
+	} {
+		req := wire.HTTPRequest{Method: "GET", Path: "/who", Route: "/who", Headers: tc.headers, Ctx: wire.CallContext{Permissions: tc.perms}}
+		if tc.param != "" {
+			req.Params = []wire.KV{{Name: "p", Value: tc.param}}
+		}
+		var resp wire.HTTPResponse
+		if err := wire.DecodeHTTPResponse(dispatchHTTP(wire.AppendHTTPRequest(nil, &req), nil), &resp); err != nil {
+			t.Fatal(err)
+		}
+		if string(resp.Body) != tc.want {
+			t.Errorf("perms %v headers %v: got %q, want %q", tc.perms, tc.headers, resp.Body, tc.want)
+		}
+	}
 }
 
 func TestDispatchHTTP(t *testing.T) {

@@ -49,3 +49,22 @@ func resultError(fn hostFn, code uint32, payload []byte) error {
 	e.Message, e.Detail = r.Message, r.Detail
 	return e
 }
+
+// reqBuf is reused to encode small capability requests: an instance runs one call at a
+// time and the host has read the input when the import returns, so one buffer serves
+// every request of the instance. It is dropped after a request larger than
+// keepRequest so that one large cache value does not pin its memory.
+var reqBuf []byte
+
+const keepRequest = 64 << 10
+
+// request returns reqBuf emptied, for appending one request.
+func request() []byte {
+	if cap(reqBuf) > keepRequest {
+		reqBuf = nil
+	}
+	return reqBuf[:0]
+}
+
+// sent keeps b's storage as reqBuf for the next request.
+func sent(b []byte) { reqBuf = b[:0] }

@@ -277,6 +277,23 @@ func DecodeFields(b []byte) (*Fields, error) {
 	return f, wrap("message", rd.Err())
 }
 
+// Field returns the first value of tag in a flat message without building Fields: the
+// guest reads one-field results this way on its hot paths (a cache value, a row count),
+// where DecodeFields' allocations showed. The value aliases b; ok is false when the
+// tag is absent. A malformed message is an error even if the tag came before the fault.
+func Field(b []byte, tag byte) (val []byte, ok bool, err error) {
+	rd := NewReader(b)
+	for t, v, more := rd.Next(); more; t, v, more = rd.Next() {
+		if t == tag && !ok {
+			val, ok = v, true
+		}
+	}
+	if err := rd.Err(); err != nil {
+		return nil, false, wrap("message", err)
+	}
+	return val, ok, nil
+}
+
 // Has reports whether the tag is present.
 func (f *Fields) Has(tag byte) bool { return int(tag) < len(f.vals) && len(f.vals[tag]) > 0 }
 

@@ -204,7 +204,12 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 				rd.Fail(err)
 				break
 			}
-			kv := KV{intern(tag, k), string(val)}
+			kv := KV{Name: intern(tag, k)}
+			if tag == reqParam {
+				kv.Value = string(val)
+			} else {
+				kv.Value = intern(InternHeaderValue, val)
+			}
 			if tag == reqParam {
 				r.Params = append(r.Params, kv)
 			} else {
@@ -226,6 +231,9 @@ const (
 	InternPlugin  = 103
 	InternVersion = 104
 	InternPerm    = 105
+	// InternHeaderValue: header values repeat from request to request (host,
+	// user-agent, accept), so an interner may reuse them.
+	InternHeaderValue = 106
 )
 
 func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {

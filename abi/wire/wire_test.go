@@ -215,3 +215,16 @@ func FuzzDecodeCapabilities(f *testing.F) {
 		_, _ = DecodeValue(b)
 	})
 }
+
+func TestField(t *testing.T) {
+	msg := AppendString(AppendInt(AppendString(nil, 1, "k"), 3, 42), 3, "second")
+	if v, ok, err := Field(msg, 3); err != nil || !ok || len(v) != 8 {
+		t.Fatalf("Field(3) = %q, %v, %v; want the first, 8-byte value", v, ok, err)
+	}
+	if v, ok, err := Field(msg, 2); err != nil || ok || v != nil {
+		t.Fatalf("absent tag: %q, %v, %v", v, ok, err)
+	}
+	if _, _, err := Field(append(msg, 9, 200), 1); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("truncated message after the tag: %v, want ErrMalformed", err)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
 	"testing"
 )
 
@@ -114,4 +115,17 @@ func TestParseVersionAndLike(t *testing.T) {
 	if got := escapeLike(`50%_off\`); got != `50\%\_off\\` {
 		t.Errorf("escapeLike: %s", got)
 	}
+}
+
+// FuzzValidUUID holds the byte loop to the regular expression it replaced.
+func FuzzValidUUID(f *testing.F) {
+	re := regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	for _, s := range []string{"3f1c2a4e-1b2c-4d5e-8f90-a1b2c3d4e5f6", "3F1C2A4E-1B2C-4D5E-8F90-A1B2C3D4E5F6", "3f1c2a4e-1b2c-4d5e-8f90-a1b2c3d4e5f", "3f1c2a4e_1b2c-4d5e-8f90-a1b2c3d4e5f6", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validUUID(s), re.MatchString(s); got != want {
+			t.Fatalf("validUUID(%q) = %v, the expression says %v", s, got, want)
+		}
+	})
 }
