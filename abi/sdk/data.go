@@ -93,7 +93,9 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 	}
 	var res wire.SQLResult
 	resetColumnPositions()
-	if err := wire.DecodeSQLResultInterned(out, &res, intern); err != nil {
+	// One copy of the result (out is the shared scratch buffer); its strings point
+	// into the copy instead of each being allocated.
+	if err := wire.DecodeSQLResultAliased(append([]byte(nil), out...), &res, intern); err != nil {
 		return nil, err
 	}
 	return &Rows{Columns: res.Columns, Data: res.Rows}, nil

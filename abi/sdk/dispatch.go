@@ -170,6 +170,12 @@ func intern(field byte, b []byte) string {
 		return headerPos.get(b, true)
 	case wire.InternHeaderValue:
 		return headerValPos.get(b, false)
+	case wire.InternPermRun:
+		if lastPermRun != nil && string(lastPermRun) == string(b) {
+			return wire.PermRunReuse
+		}
+		lastPermRun = append(lastPermRun[:0], b...)
+		return ""
 	case wire.InternPerm:
 		return permPos.get(b, true)
 	case wire.InternColumnName:
@@ -182,6 +188,13 @@ func intern(field byte, b []byte) string {
 
 // lastPattern is the route pattern of the previous request; see intern.
 var lastPattern string
+
+// lastPermRun holds the encoded permissions of the previous request decoded into
+// theRequest, whose Permissions slice still holds their strings: a token's
+// permissions are the same on every call, and one comparison replaces decoding dozens
+// of strings. It is cleared when a decode fails, since the slice may then hold a
+// partial list.
+var lastPermRun []byte
 
 // internedSet holds the strings seen as parameter names, header names, permissions
 // and result column names and types: a small vocabulary that every call repeats (a token can carry dozens
@@ -231,6 +244,7 @@ func dispatchHTTP(in, out []byte) []byte {
 	req.query = nil
 	resetPositions()
 	if err := wire.DecodeHTTPRequestInto(in, &req.raw, intern); err != nil {
+		lastPermRun = nil
 		resp := Error(400, "malformed_request", err.Error())
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
 	}

@@ -82,3 +82,34 @@ func BenchmarkDispatchRaw(b *testing.B) {
 		out = dispatchHTTP(in, out[:0])
 	}
 }
+
+// TestDispatchPermissionsAfterMalformedContext: a call context that fails to decode
+// after its permissions must not leave them to be reused by the next call.
+func TestDispatchPermissionsAfterMalformedContext(t *testing.T) {
+	call := func(perms []string) string {
+		req := wire.HTTPRequest{Method: "GET", Path: "/who", Route: "/who", Ctx: wire.CallContext{Permissions: perms}}
+		var resp wire.HTTPResponse
+		if err := wire.DecodeHTTPResponse(dispatchHTTP(wire.AppendHTTPRequest(nil, &req), nil), &resp); err != nil {
+			t.Fatal(err)
+		}
+		return string(resp.Body)
+	}
+	if got := call([]string{"x.one", "x.two"}); got != "x.one,x.two|,|" {
+		t.Fatalf("first call: %q", got)
+	}
+	// Same permissions, then a deadline of 3 bytes (tag 5 is an int of 8): the
+	// context, and the request, fail to decode after the permissions were read.
+	ctx := wire.AppendString(wire.AppendString(nil, 4, "y.one"), 4, "y.two")
+	ctx = wire.AppendField(ctx, 5, []byte{1, 2, 3})
+	bad := wire.AppendString(wire.AppendString(wire.AppendString(nil, 1, "GET"), 2, "/who"), 3, "/who")
+	bad = wire.AppendField(wire.AppendField(bad, 7, nil), 8, ctx)
+	if out := dispatchHTTP(bad, nil); !bytes.Contains(out, []byte("malformed_request")) {
+		t.Fatalf("malformed context accepted: %q", out)
+	}
+	if got := call([]string{"y.one", "y.two"}); got != "y.one,y.two|,|" {
+		t.Fatalf("after a malformed context: %q", got)
+	}
+	if got := call([]string{"y.one", "y.two"}); got != "y.one,y.two|,|" {
+		t.Fatalf("repeated: %q", got)
+	}
+}

@@ -86,8 +86,9 @@ func (c Call) Version() string { return c.c.Version }
 // Session is the authenticated session id (the access token's sid); empty on public routes.
 func (c Call) Session() string { return c.c.Session }
 
-// Permissions lists the caller's permissions.
-func (c Call) Permissions() []string { return c.c.Permissions }
+// Permissions lists the caller's permissions. The slice is the caller's to keep and
+// change: the SDK's own, reused between calls, is not handed out.
+func (c Call) Permissions() []string { return append([]string(nil), c.c.Permissions...) }
 
 // HasPermission reports whether the caller holds permission p.
 func (c Call) HasPermission(p string) bool {

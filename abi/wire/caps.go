@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"time"
+	"unsafe"
 )
 
 // Value types of the SQL encoding: each value is one type byte followed by its data.
@@ -59,7 +60,10 @@ func appendTyped8(dst []byte, tag, typ byte, u uint64) []byte {
 }
 
 // DecodeValue decodes a value field. Strings and bytes are copied.
-func DecodeValue(b []byte) (any, error) {
+func DecodeValue(b []byte) (any, error) { return decodeValue(b, false) }
+
+// decodeValue decodes a value field; with alias, strings and bytes share b's memory.
+func decodeValue(b []byte, alias bool) (any, error) {
 	if len(b) == 0 {
 		return nil, malformed("empty value")
 	}
@@ -88,8 +92,14 @@ func DecodeValue(b []byte) (any, error) {
 		u, err := fixed()
 		return math.Float64frombits(u), err
 	case ValString:
+		if alias && len(data) > 0 {
+			return unsafe.String(&data[0], len(data)), nil
+		}
 		return string(data), nil
 	case ValBytes:
+		if alias {
+			return data[:len(data):len(data)], nil
+		}
 		return append([]byte{}, data...), nil
 	case ValTime:
 		u, err := fixed()
@@ -208,6 +218,18 @@ const (
 // DecodeSQLResultInterned is DecodeSQLResult with column names and types going
 // through intern (when not nil): a guest reads the same columns call after call.
 func DecodeSQLResultInterned(b []byte, r *SQLResult, intern Interner) error {
+	return decodeSQLResult(b, r, intern, false)
+}
+
+// DecodeSQLResultAliased is DecodeSQLResultInterned whose string and bytes values
+// alias b instead of being copied one by one: the guest copies a result once and
+// decodes it without an allocation per value. The caller must own b and never
+// modify it afterwards (the strings would change).
+func DecodeSQLResultAliased(b []byte, r *SQLResult, intern Interner) error {
+	return decodeSQLResult(b, r, intern, true)
+}
+
+func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error {
 	*r = SQLResult{}
 	rd := NewReader(b)
 	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
@@ -238,7 +260,7 @@ func DecodeSQLResultInterned(b []byte, r *SQLResult, intern Interner) error {
 			vr := NewReader(v)
 			for t, vv, ok := vr.Next(); ok; t, vv, ok = vr.Next() {
 				if t == rowValue {
-					val, err := DecodeValue(vv)
+					val, err := decodeValue(vv, alias)
 					vr.Fail(err)
 					row = append(row, val)
 				}

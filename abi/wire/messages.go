@@ -1,5 +1,7 @@
 package wire
 
+import "encoding/binary"
+
 // KV is one name/value pair (a header, a path parameter, a label).
 type KV struct {
 	Name, Value string
@@ -234,12 +236,27 @@ const (
 	// InternHeaderValue: header values repeat from request to request (host,
 	// user-agent, accept), so an interner may reuse them.
 	InternHeaderValue = 106
+	// InternPermRun is offered the encoded run of permission fields of a call
+	// context before they are decoded one by one. An interner that answers
+	// PermRunReuse declares them identical to those of the previous call decoded into
+	// the same CallContext, whose Permissions slice still holds them; the decoder then
+	// reuses that slice's strings and skips the run.
+	InternPermRun = 107
 )
+
+// PermRunReuse is an Interner's answer to InternPermRun; see there.
+const PermRunReuse = "\x00reuse"
 
 func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 	*c = CallContext{Permissions: c.Permissions[:0]}
 	r := NewReader(b)
-	for tag, v, ok := r.Next(); ok; tag, v, ok = r.Next() {
+	permRun := false
+	for {
+		rest := r.b
+		tag, v, ok := r.Next()
+		if !ok {
+			break
+		}
 		switch tag {
 		case ctxRequestID:
 			c.RequestID = string(v)
@@ -248,6 +265,17 @@ func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 		case ctxSubject:
 			c.Subject = intern(InternSubject, v)
 		case ctxPermission:
+			if !permRun {
+				// The first permission: offer the whole run of permission fields to
+				// the interner, which may answer that it is the previous call's.
+				permRun = true
+				n, end := permissionRun(rest)
+				if n <= cap(c.Permissions) && intern(InternPermRun, rest[:end]) == PermRunReuse {
+					c.Permissions = c.Permissions[:n]
+					r.b = rest[end:]
+					continue
+				}
+			}
 			c.Permissions = append(c.Permissions, intern(InternPerm, v))
 		case ctxDeadline:
 			d, err := Int(v)
@@ -262,6 +290,20 @@ func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 		}
 	}
 	return wrap("call context", r.Err())
+}
+
+// permissionRun measures the well-formed permission fields at the start of b: how
+// many, and how many bytes they take.
+func permissionRun(b []byte) (n, end int) {
+	for len(b)-end >= HeaderSize && b[end] == ctxPermission {
+		l := binary.LittleEndian.Uint32(b[end+1 : end+HeaderSize])
+		if uint64(l) > uint64(len(b)-end-HeaderSize) {
+			break
+		}
+		end += HeaderSize + int(l)
+		n++
+	}
+	return n, end
 }
 
 // HTTPResponse is the output of the keel_http export.

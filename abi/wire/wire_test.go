@@ -208,9 +208,21 @@ func FuzzDecodeCapabilities(f *testing.F) {
 		if (err == nil) != (err2 == nil) || (err == nil && !reflect.DeepEqual(res, res2)) {
 			t.Fatalf("interned decoding differs: %v / %v", err, err2)
 		}
-		if f, err := DecodeFields(b); err == nil {
+		var res3 SQLResult
+		err3 := DecodeSQLResultAliased(append([]byte(nil), b...), &res3, func(_ byte, v []byte) string { return string(v) })
+		if (err == nil) != (err3 == nil) || (err == nil && !reflect.DeepEqual(res, res3)) {
+			t.Fatalf("aliased decoding differs: %v / %v", err, err3)
+		}
+		f, ferr := DecodeFields(b)
+		if ferr == nil {
 			_, _ = f.Int(1, 0)
 			_, _ = f.Float(2, 0)
+		}
+		for tag := byte(0); tag < 4; tag++ {
+			v, ok, err := Field(b, tag)
+			if (err == nil) != (ferr == nil) || (err == nil && (ok != f.Has(tag) || string(v) != string(f.Bytes(tag)))) {
+				t.Fatalf("Field(%d) = %q, %v, %v; DecodeFields says %q, %v", tag, v, ok, err, f.Bytes(tag), ferr)
+			}
 		}
 		_, _ = DecodeValue(b)
 	})
