@@ -163,6 +163,11 @@ func TestSchemaIsolation(t *testing.T) {
 		`SELECT * FROM keel_host.schema_migrations`,
 		`CREATE TABLE public.evil (a int)`,
 		`CREATE SCHEMA evil`,
+		// EXECUTE on set_config is taken from PUBLIC, whatever the spelling.
+		`SELECT set_config('app.tenant_id', 'B', true)`,
+		`SELECT pg_catalog.set_config('role', current_setting('is_superuser'), false)`,
+		`SELECT * FROM "pg_catalog"."set_config"('search_path', 'public', true)`,
+		`UPDATE pg_settings SET setting = 'B' WHERE name = 'app.tenant_id'`,
 	}
 	for _, sql := range serverDenied {
 		tx := begin(t, px, "A")

@@ -259,6 +259,26 @@ func provision(ctx context.Context, db *DB, n pluginNames) error {
 	if dbCreate {
 		return fmt.Errorf("PUBLIC may create schemas in database %s; run REVOKE CREATE ON DATABASE %s FROM PUBLIC as its owner", dbname, ident(dbname))
 	}
+
+	// set_config is how a statement would change its role or tenant; the SQL guard
+	// refuses the name, and taking EXECUTE from PUBLIC closes every spelling of it the
+	// guard might miss (RATIONALE.md). The host's own setup statement is checked as the
+	// host's user, before the role switch, so it keeps working. Only a superuser (or
+	// the function's owner) may do this; otherwise an operator is told to.
+	if hostSuper {
+		if _, err := tx.Exec(ctx, `REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC`); err != nil {
+			return fmt.Errorf("revoke set_config from PUBLIC: %w", err)
+		}
+	}
+	var canSet bool
+	if err := tx.QueryRow(ctx, `SELECT has_function_privilege($1, 'pg_catalog.set_config(text, text, boolean)', 'EXECUTE')`, n.role).Scan(&canSet); err != nil {
+		return fmt.Errorf("check set_config privilege: %w", err)
+	}
+	if canSet {
+		db.log.Warn("plugin role may call set_config; only the SQL guard stops it from changing its role or tenant",
+			"plugin", n.name, "role", n.role,
+			"fix", "as a superuser: REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC; GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO <host user>")
+	}
 	return tx.Commit(ctx)
 }
 
