@@ -1,14 +1,8 @@
 package postgres
 
 import (
-	"context"
 	"errors"
-	"log/slog"
-	"net"
-	"sync/atomic"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestReadOnlyUnitOfWork runs read-only units of work on a one-connection pool, so
@@ -79,29 +73,8 @@ func TestReadOnlyUnitOfWork(t *testing.T) {
 // statement of a read-only unit carries its setup, and Commit sends nothing.
 func TestReadOnlyIsOneRoundTripPerStatement(t *testing.T) {
 	ctx := testCtx(t)
-	p0 := newNotesPlugin(t, openDB(t), "rortt")
-	cfg, err := pgxpool.ParseConfig(testURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var writes atomic.Int32
-	cfg.MaxConns = 1
-	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return countingConn{c, &writes}, nil
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p := PluginDB{db: &DB{pool: pool, log: slog.New(slog.DiscardHandler)}, names: p0.names, limits: p0.limits}.With(ReadOnly())
+	p, writes := countingPlugin(t, newNotesPlugin(t, openDB(t), "rortt"))
+	p = p.With(ReadOnly())
 
 	warm := begin(t, p, "A") // prepares the statement in a read-only transaction
 	mustQuery(t, warm, `SELECT count(*) FROM notes`)

@@ -22,32 +22,38 @@ func (c countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func TestBeginAndCommitAreOneRoundTrip(t *testing.T) {
+// countingPlugin returns p0 on a one-connection pool of its own whose writes are
+// counted (the connection is open before counting starts).
+func countingPlugin(t *testing.T, p0 PluginDB) (PluginDB, *atomic.Int32) {
+	t.Helper()
 	ctx := testCtx(t)
-	p0 := newNotesPlugin(t, openDB(t), "rtt")
-
 	cfg, err := pgxpool.ParseConfig(testURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var writes atomic.Int32
+	writes := new(atomic.Int32)
 	cfg.MaxConns = 1
 	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return countingConn{c, &writes}, nil
+		return countingConn{c, writes}, nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil { // open the connection before counting
+	t.Cleanup(pool.Close)
+	if err := pool.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p := PluginDB{db: &DB{pool: pool, log: slog.New(slog.DiscardHandler)}, names: p0.names, limits: p0.limits}
+	return PluginDB{db: &DB{pool: pool, log: slog.New(slog.DiscardHandler)}, names: p0.names, limits: p0.limits}, writes
+}
+
+func TestBeginAndCommitAreOneRoundTrip(t *testing.T) {
+	ctx := testCtx(t)
+	p, writes := countingPlugin(t, newNotesPlugin(t, openDB(t), "rtt"))
 
 	// First use on this connection: BEGIN, PREPARE and the statement.
 	warm := begin(t, p, "A")
