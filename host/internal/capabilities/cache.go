@@ -90,11 +90,11 @@ func (c *Cache) count(call *runtime.Call, op, result string) {
 }
 
 func (c *Cache) get(ctx context.Context, call *runtime.Call, in []byte) ([]byte, error) {
-	f, err := decode(in)
+	raw, _, err := wire.Field(in, cacheKey) // the one field of a get: no Fields to build
 	if err != nil {
-		return nil, err
+		return nil, runtime.Errorf(wire.CodeMalformed, "%v", err)
 	}
-	k, err := c.key(call, f.Bytes(cacheKey))
+	k, err := c.key(call, raw)
 	if err != nil {
 		return nil, err
 	}
