@@ -209,6 +209,8 @@ async function flow(context) {
   step = 'deactivate';
   await page.goto(BASE + '/admin/#/plugins/example');
   await page.waitForSelector('body[data-rendered=plugin]');
+  const routes = await page.evaluate(() => [...document.querySelectorAll('h3')].find((h) => h.textContent === 'Routes').parentElement.textContent.replace(/\s+/g, ' '));
+  expect(routes.includes('Database') && routes.includes('/echo') && routes.includes('read-write'), `the routes table lacks the database access column: ${routes}`);
   await page.click('button[data-action=deactivate]');
   await confirm(page, null, 'Stop serving example');
   await page.waitForSelector('[data-testid=active-version]:has-text("none")', { timeout: 60000 });
