@@ -40,6 +40,8 @@ type DB struct {
 	// stmtGens and prepared track plugin prepared statements (prepared.go).
 	stmtGens sync.Map // schema -> *atomic.Int64
 	prepared sync.Map // *pgconn.PgConn -> *preparedSet
+
+	guard guardMemo // the SQL guard's verdicts per statement text
 }
 
 // Option configures Open.

@@ -12,8 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/keelhq/keel/bridges/postgres/internal/sqlguard"
 )
 
 // ErrTxDone reports use of a Tx after Commit or Rollback.
@@ -341,7 +339,7 @@ func (tx *Tx) check(sql string) error {
 	if tx.conn == nil {
 		return tx.errorf("%w", ErrTxDone)
 	}
-	if err := sqlguard.CheckStatement(sql); err != nil {
+	if err := tx.p.db.guard.check(sql); err != nil {
 		return tx.errorf("%w", err)
 	}
 	return nil
