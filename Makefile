@@ -85,7 +85,7 @@ check:
 
 bench: build plugins
 	@mkdir -p bench/out
-	$(GO) run ./bench/cmd/keelbench | tee bench/out/latest.txt
+	set -o pipefail; $(GO) run ./host/cmd/keelbench | tee bench/out/latest.txt
 
 clean:
 	rm -rf bin dist bench/out
