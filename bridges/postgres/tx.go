@@ -21,6 +21,10 @@ var ErrTxDone = errors.New("transaction already committed or rolled back")
 // discarded its work, so it is rolled back.
 var ErrTxAborted = errors.New("transaction aborted by an earlier error; rolled back")
 
+// ErrConnLost reports a statement whose database connection was lost; the server rolls back the
+// transaction it was in.
+var ErrConnLost = errors.New("database connection lost; the unit of work was rolled back")
+
 // ErrReadOnly is returned by Commit when a read-only Tx is given outbox events.
 var ErrReadOnly = errors.New("read-only unit of work cannot publish events")
 
@@ -155,7 +159,7 @@ func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error
 	pc := tx.conn.Conn().PgConn()
 	st, err := tx.execPrepared(ctx, sql, values, oids, formats)
 	if err != nil {
-		if err := tx.stillInTx(); err != nil {
+		if err := tx.stillInTx(err); err != nil {
 			return nil, err
 		}
 		return nil, tx.errorf("query: %w", err)
@@ -199,7 +203,7 @@ func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error
 	if derr := st.finish(); err == nil {
 		err = derr
 	}
-	if err := tx.stillInTx(); err != nil {
+	if err := tx.stillInTx(err); err != nil {
 		return nil, err
 	}
 	switch {
@@ -233,7 +237,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected in
 	}
 	st, err := tx.execPrepared(ctx, sql, values, oids, formats)
 	if err != nil {
-		if err := tx.stillInTx(); err != nil {
+		if err := tx.stillInTx(err); err != nil {
 			return 0, err
 		}
 		return 0, tx.errorf("exec: %w", err)
@@ -244,7 +248,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected in
 	if derr := st.finish(); err == nil {
 		err = derr
 	}
-	if err := tx.stillInTx(); err != nil {
+	if err := tx.stillInTx(err); err != nil {
 		return 0, err
 	}
 	if err != nil {
@@ -374,9 +378,20 @@ func (tx *Tx) closedConn() bool { return tx.conn == nil || tx.conn.Conn().PgConn
 // stillInTx is the backstop behind the guard: if a statement somehow ended the transaction, the
 // session is back to the privileged user, so the connection is destroyed rather than used again.
 // After a statement in an implicit transaction (read-only Tx) the connection must instead be idle:
-// a transaction still open there was opened by the plugin's statement.
-func (tx *Tx) stillInTx() error {
-	s := tx.conn.Conn().PgConn().TxStatus()
+// a transaction still open there was opened by the plugin's statement. A connection that was lost
+// (the server went away, a failover, a terminated backend) is reported as ErrConnLost with the
+// statement's error, cause, which may be nil if the loss surfaced only when the result was read.
+func (tx *Tx) stillInTx(cause error) error {
+	pc := tx.conn.Conn().PgConn()
+	if pc.IsClosed() {
+		tx.conn.Release() // the pool destroys a closed connection
+		tx.conn = nil
+		if cause == nil {
+			cause = errors.New("connection closed")
+		}
+		return tx.errorf("%w: %w", ErrConnLost, cause)
+	}
+	s := pc.TxStatus()
 	ok := s == 'T' || s == 'E'
 	if tx.implicit() {
 		ok = s == 'I'
