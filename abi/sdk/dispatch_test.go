@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/keelhq/keel/abi/wire"
 )
@@ -111,5 +112,23 @@ func TestDispatchPermissionsAfterMalformedContext(t *testing.T) {
 	}
 	if got := call([]string{"y.one", "y.two"}); got != "y.one,y.two|,|" {
 		t.Fatalf("repeated: %q", got)
+	}
+}
+
+// TestDispatchReusesAnUnchangedPermissionList checks that the whole-list reuse
+// happens: the second of two calls with the same token keeps the first's strings.
+func TestDispatchReusesAnUnchangedPermissionList(t *testing.T) {
+	perms := []string{"r.one", "r.two", "r.three"}
+	call := func() {
+		req := wire.HTTPRequest{Method: "GET", Path: "/who", Route: "/who", Ctx: wire.CallContext{Permissions: perms}}
+		dispatchHTTP(wire.AppendHTTPRequest(nil, &req), nil)
+	}
+	call()
+	first := unsafe.SliceData(theRequest.raw.Ctx.Permissions)
+	firstStr := unsafe.StringData(theRequest.raw.Ctx.Permissions[1])
+	call()
+	got := theRequest.raw.Ctx.Permissions
+	if unsafe.SliceData(got) != first || unsafe.StringData(got[1]) != firstStr || strings.Join(got, ",") != "r.one,r.two,r.three" {
+		t.Fatalf("the unchanged list was decoded again (or wrongly): %v", got)
 	}
 }

@@ -184,7 +184,7 @@ type Interner func(field byte, b []byte) string
 // through intern, and Body aliases b instead of being copied. The caller must not let
 // Body outlive b.
 func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
-	*r = HTTPRequest{Params: r.Params[:0], Headers: r.Headers[:0]}
+	*r = HTTPRequest{Params: r.Params[:0], Headers: r.Headers[:0], Ctx: CallContext{Permissions: r.Ctx.Permissions[:0]}}
 	rd := NewReader(b)
 	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
 		switch tag {
