@@ -22,6 +22,11 @@
 // returns (keys in column order), no reflection, and in a wasm guest 14-23 % more
 // requests per second on master-data's read path (see bench/RESULTS.md).
 //
+// keel.JSONFields, keel.ValidJSON and keel.ParseQuery do without encoding/json, fmt and
+// net/url, which a plugin that avoids them altogether does not link: its module is
+// about half the size and loads in two thirds of the time (RATIONALE.md, "Small
+// guests"). keel.Log takes slog-style key/value pairs but is not a *slog.Logger.
+//
 // Built for any other platform the package compiles too, so plugin logic can be unit
 // tested natively; host capabilities then fail with CodeUnsupported.
 package keel
