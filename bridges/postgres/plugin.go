@@ -94,9 +94,10 @@ func WithMaxResultBytes(n int64) PluginOption { return func(l *txLimits) { l.max
 // write (transaction_read_only), Commit accepts no outbox events, and a statement that
 // is already prepared on the connection runs with the plugin setup in one implicit
 // transaction, one round trip and no BEGIN or COMMIT. Each such statement sees its own
-// snapshot, as statements of a READ COMMITTED transaction do; the first use of a
-// statement on a connection, which must prepare it, opens an ordinary read-only
-// transaction instead, and Commit ends it. RATIONALE.md, "Read-only units of work".
+// snapshot, as statements of a READ COMMITTED transaction do. The first use of a
+// statement on a connection, which must prepare it, runs in a read-only transaction of
+// its own that ends with the statement, so it behaves the same. RATIONALE.md,
+// "Read-only routes".
 func ReadOnly() PluginOption { return func(l *txLimits) { l.readOnly = true } }
 
 // PluginDB is one plugin's access to the shared pool: every transaction it begins runs as the plugin's

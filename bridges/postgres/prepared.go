@@ -161,6 +161,32 @@ func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oid
 		}
 		return &stmt{rr: mrr.ResultReader(), finish: mrr.Close}, nil
 	}
+	if tx.implicit() {
+		// A read-only unit prepares the statement inside a read-only transaction of its
+		// own, ended as soon as the statement has run: the statement then behaves as it
+		// will from now on in an implicit transaction (its failure aborts nothing else,
+		// and there is nothing to commit).
+		saved := tx.setup
+		end := func() error {
+			err := pc.Exec(ctx, "ROLLBACK").Close()
+			tx.setup = saved
+			return err
+		}
+		st, err := tx.prepareAndRun(ctx, pc, set, ok, name, sql, values, oids, formats)
+		if err != nil {
+			_ = end() // the statement's error is the one to report
+			return nil, err
+		}
+		st.finish = end
+		return st, nil
+	}
+	return tx.prepareAndRun(ctx, pc, set, ok, name, sql, values, oids, formats)
+}
+
+// prepareAndRun opens the transaction if it is not yet, prepares the statement on the
+// connection if it is not yet (ok), and starts it.
+func (tx *Tx) prepareAndRun(ctx context.Context, pc *pgconn.PgConn, set *preparedSet, ok bool,
+	name, sql string, values [][]byte, oids []uint32, formats []int16) (*stmt, error) {
 	if err := tx.beginNow(ctx); err != nil {
 		return nil, err
 	}

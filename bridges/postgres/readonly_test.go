@@ -36,6 +36,10 @@ func TestReadOnlyUnitOfWork(t *testing.T) {
 		if pgCode(err) != "25006" {
 			t.Fatalf("round %d: a write in a read-only unit: %v, want SQLSTATE 25006", round, err)
 		}
+		// A failed statement aborts nothing else, whether or not it had to be prepared.
+		if res := mustQuery(t, txA, `SELECT count(*) AS n FROM notes`); res.Rows[0][0] != int64(2) {
+			t.Fatalf("round %d: a read after the refused write: %v", round, res.Rows)
+		}
 		if err := txA.Commit(ctx, []OutboxEvent{{Topic: "t"}}); !errors.Is(err, ErrReadOnly) {
 			t.Fatalf("round %d: commit with events = %v, want ErrReadOnly", round, err)
 		}
