@@ -105,16 +105,7 @@ func (v *jsonValidator) literal(lit string) bool {
 }
 
 func (v *jsonValidator) object(depth int) bool {
-	if depth > maxJSONDepth {
-		return false
-	}
-	v.i++ // {
-	v.space()
-	if v.i < len(v.b) && v.b[v.i] == '}' {
-		v.i++
-		return true
-	}
-	for {
+	return v.container(depth, '}', func() bool {
 		if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
 			return false
 		}
@@ -124,38 +115,28 @@ func (v *jsonValidator) object(depth int) bool {
 		}
 		v.i++
 		v.space()
-		if !v.value(depth) {
-			return false
-		}
-		v.space()
-		if v.i >= len(v.b) {
-			return false
-		}
-		switch v.b[v.i] {
-		case ',':
-			v.i++
-			v.space()
-		case '}':
-			v.i++
-			return true
-		default:
-			return false
-		}
-	}
+		return v.value(depth)
+	})
 }
 
 func (v *jsonValidator) array(depth int) bool {
+	return v.container(depth, ']', func() bool { return v.value(depth) })
+}
+
+// container consumes an object or array from its opening bracket: elements read by
+// elem, separated by commas, up to the closing byte.
+func (v *jsonValidator) container(depth int, closing byte, elem func() bool) bool {
 	if depth > maxJSONDepth {
 		return false
 	}
-	v.i++ // [
+	v.i++ // { or [
 	v.space()
-	if v.i < len(v.b) && v.b[v.i] == ']' {
+	if v.i < len(v.b) && v.b[v.i] == closing {
 		v.i++
 		return true
 	}
 	for {
-		if !v.value(depth) {
+		if !elem() {
 			return false
 		}
 		v.space()
@@ -166,7 +147,7 @@ func (v *jsonValidator) array(depth int) bool {
 		case ',':
 			v.i++
 			v.space()
-		case ']':
+		case closing:
 			v.i++
 			return true
 		default:
