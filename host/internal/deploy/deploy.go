@@ -382,7 +382,14 @@ func (d *Deployer) Boot(ctx context.Context, raws map[string][]byte) error {
 			errs = append(errs, fmt.Errorf("%s: %w", path, err))
 			continue
 		}
-		if _, ok := active[v.Name]; ok {
+		if a, ok := active[v.Name]; ok {
+			if a.Version != v.Version {
+				// Say so: after an upgrade of the bundles, a developer otherwise wonders
+				// why the old version still answers.
+				d.cfg.Logger.Info("boot bundle uploaded; the registry keeps the active version",
+					"plugin", v.Name, "bundle", v.Version, "active", a.Version,
+					"activate", "keel plugin activate "+v.Name+" "+v.Version)
+			}
 			continue
 		}
 		if _, err := d.Activate(ctx, v.Name, v.Version, "boot"); err != nil {
