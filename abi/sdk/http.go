@@ -37,12 +37,44 @@ func (r *Request) Param(name string) string {
 
 // Header returns the first value of a request header; names are case-insensitive.
 func (r *Request) Header(name string) string {
-	for _, h := range r.raw.Headers {
+	value, found := "", false
+	wire.HeaderFields(rawHeaders, func(k, v []byte) bool {
+		if equalFoldASCII(k, name) {
+			value, found = string(v), true
+			return false
+		}
+		return true
+	})
+	if found {
+		return value
+	}
+	for _, h := range r.raw.Headers { // headers the decoder did not leave in rawHeaders
 		if strings.EqualFold(h.Name, name) {
 			return h.Value
 		}
 	}
 	return ""
+}
+
+// equalFoldASCII compares a header name with s, ignoring ASCII case, without
+// converting b to a string.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // Query returns the parsed query string (see ParseQuery; pairs that do not parse are

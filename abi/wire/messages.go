@@ -186,7 +186,13 @@ type Interner func(field byte, b []byte) string
 func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 	*r = HTTPRequest{Params: r.Params[:0], Headers: r.Headers[:0], Ctx: CallContext{Permissions: r.Ctx.Permissions[:0]}}
 	rd := NewReader(b)
-	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
+	headerRun := false
+	for {
+		rest := rd.b
+		tag, v, ok := rd.Next()
+		if !ok {
+			break
+		}
 		switch tag {
 		case reqMethod, reqPath, reqRoute, reqQuery:
 			s := intern(tag, v)
@@ -201,6 +207,15 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 				r.Query = s
 			}
 		case reqParam, reqHeader:
+			if tag == reqHeader && !headerRun {
+				// The first header: offer the whole run of well-formed header fields
+				// to the interner, which may keep it to decode on demand.
+				headerRun = true
+				if end := pairRun(rest, reqHeader); end > 0 && intern(InternHeaderRun, rest[:end]) == HeaderRunKept {
+					rd.b = rest[end:]
+					continue
+				}
+			}
 			k, val, err := Pair(v)
 			if err != nil {
 				rd.Fail(err)
@@ -209,12 +224,9 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 			kv := KV{Name: intern(tag, k)}
 			if tag == reqParam {
 				kv.Value = string(val)
-			} else {
-				kv.Value = intern(InternHeaderValue, val)
-			}
-			if tag == reqParam {
 				r.Params = append(r.Params, kv)
 			} else {
+				kv.Value = intern(InternHeaderValue, val)
 				r.Headers = append(r.Headers, kv)
 			}
 		case reqBody:
@@ -224,6 +236,35 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 		}
 	}
 	return wrap("http request", rd.Err())
+}
+
+// pairRun measures the well-formed pair fields with the given tag at the start of b and
+// returns how many bytes they take.
+func pairRun(b []byte, tag byte) (end int) {
+	for len(b)-end >= HeaderSize && b[end] == tag {
+		l := binary.LittleEndian.Uint32(b[end+1 : end+HeaderSize])
+		if uint64(l) > uint64(len(b)-end-HeaderSize) {
+			break
+		}
+		if _, _, err := Pair(b[end+HeaderSize : end+HeaderSize+int(l)]); err != nil {
+			break
+		}
+		end += HeaderSize + int(l)
+	}
+	return end
+}
+
+// HeaderFields walks a run of encoded header fields kept by an interner (see
+// InternHeaderRun), calling f with each name and value until it returns false. The
+// run was checked when it was offered, so it does not fail.
+func HeaderFields(run []byte, f func(name, value []byte) bool) {
+	rd := NewReader(run)
+	for _, v, ok := rd.Next(); ok; _, v, ok = rd.Next() {
+		k, val, err := Pair(v)
+		if err != nil || !f(k, val) {
+			return
+		}
+	}
 }
 
 // Interner field ids for CallContext fields (above the request tags).
@@ -242,7 +283,15 @@ const (
 	// the same CallContext, whose Permissions slice still holds them; the decoder then
 	// reuses that slice's strings and skips the run.
 	InternPermRun = 107
+	// InternHeaderRun is offered the encoded run of well-formed header fields of an
+	// HTTP request before they are decoded. An interner that answers HeaderRunKept
+	// keeps the bytes (they alias the message) and decodes them when asked, with
+	// HeaderFields; the decoder then skips the run and leaves Headers without them.
+	InternHeaderRun = 108
 )
+
+// HeaderRunKept is an Interner's answer to InternHeaderRun; see there.
+const HeaderRunKept = "\x00kept"
 
 // PermRunReuse is an Interner's answer to InternPermRun; see there.
 const PermRunReuse = "\x00reuse"
