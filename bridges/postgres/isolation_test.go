@@ -169,6 +169,14 @@ func TestSchemaIsolation(t *testing.T) {
 		`SELECT * FROM "pg_catalog"."set_config"('search_path', 'public', true)`,
 		`UPDATE pg_settings SET setting = 'B' WHERE name = 'app.tenant_id'`,
 	}
+	var ownerMay, pluginMay bool
+	if err := db.pool.QueryRow(ctx, `SELECT has_function_privilege('pg_database_owner', 'pg_catalog.set_config(text, text, boolean)', 'EXECUTE'),
+		has_function_privilege($1, 'pg_catalog.set_config(text, text, boolean)', 'EXECUTE')`, px.Role()).Scan(&ownerMay, &pluginMay); err != nil {
+		t.Fatal(err)
+	}
+	if !ownerMay || pluginMay {
+		t.Fatalf("set_config EXECUTE: database owner %v (want true), plugin role %v (want false)", ownerMay, pluginMay)
+	}
 	for _, sql := range serverDenied {
 		tx := begin(t, px, "A")
 		if err := rawExec(ctx, tx, sql); pgCode(err) != "42501" {

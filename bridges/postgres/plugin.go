@@ -266,14 +266,22 @@ func provision(ctx context.Context, db *DB, n pluginNames) error {
 	// guard might miss (RATIONALE.md). The host's own setup statement is checked as the
 	// host's user, before the role switch, so it keeps working. Only a superuser (or
 	// the function's owner) may do this; otherwise an operator is told to.
+	// The database's owner keeps it (pg_database_owner), so a host that later connects
+	// as the owner rather than a superuser still runs its setup.
 	if hostSuper {
-		if _, err := tx.Exec(ctx, `REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC`); err != nil {
+		if _, err := tx.Exec(ctx, `REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC;
+			GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO pg_database_owner`); err != nil {
 			return fmt.Errorf("revoke set_config from PUBLIC: %w", err)
 		}
 	}
-	var canSet bool
-	if err := tx.QueryRow(ctx, `SELECT has_function_privilege($1, 'pg_catalog.set_config(text, text, boolean)', 'EXECUTE')`, n.role).Scan(&canSet); err != nil {
+	var canSet, hostCanSet bool
+	if err := tx.QueryRow(ctx, `SELECT has_function_privilege($1, 'pg_catalog.set_config(text, text, boolean)', 'EXECUTE'),
+		has_function_privilege(current_user, 'pg_catalog.set_config(text, text, boolean)', 'EXECUTE')`, n.role).Scan(&canSet, &hostCanSet); err != nil {
 		return fmt.Errorf("check set_config privilege: %w", err)
+	}
+	if !hostCanSet {
+		return errors.New("the host's database user may not call set_config, which every plugin transaction starts with; " +
+			"as a superuser run GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO <host user>")
 	}
 	if canSet {
 		db.log.Warn("plugin role may call set_config; only the SQL guard stops it from changing its role or tenant",
