@@ -2,16 +2,11 @@ package server
 
 import (
 	"bytes"
-	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/keelhq/keel/host/internal/config"
 )
 
 // lockedBuffer is a log sink safe for the host's goroutines.
@@ -51,24 +46,7 @@ func TestBootKeepsTheActiveVersionAndSaysSo(t *testing.T) {
 	}
 
 	var logs lockedBuffer
-	cfg, err := config.Load(nil, []string{"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--plugins-dir", bundleDir("1.1.0"),
-		"--access-log=false", "--database-url", dbURL, "--trusted-keys", s.keyFile, "--admin-token", adminToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	second := "http://" + srv.Addr()
+	_, second := startLogging(t, &logs, bundleDir("1.1.0"), "--database-url", dbURL, "--trusted-keys", s.keyFile, "--admin-token", adminToken)
 	if v := servedVersion(t, second); v != "1.0.0" {
 		t.Fatalf("second boot serves %s, want the registry's active 1.0.0", v)
 	}

@@ -23,12 +23,18 @@ func start(t *testing.T, dirs ...string) (*Server, string) {
 
 func startIn(t *testing.T, pluginsDir string, args ...string) (*Server, string) {
 	t.Helper()
+	return startLogging(t, io.Discard, pluginsDir, args...)
+}
+
+// startLogging is startIn with the host's JSON log written to logs.
+func startLogging(t *testing.T, logs io.Writer, pluginsDir string, args ...string) (*Server, string) {
+	t.Helper()
 	cfg, err := config.Load(nil, append([]string{"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--plugins-dir", pluginsDir, "--access-log=false"}, args...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	s, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
