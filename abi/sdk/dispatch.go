@@ -79,14 +79,12 @@ func Handle(method, pattern string, h HandlerFunc) {
 // calls (tenant, subject, plugin, version), so decoding them does not allocate.
 var internCache [8]string
 
-// Positional caches for the repeated lists of a message: the i-th permission, header
-// or result column of this call is usually the i-th of the previous one (same token,
-// same client, same query), and comparing bytes is much cheaper in a wasm guest than
-// hashing them for a map lookup (Go's map hash has no hardware path in wasm). Each
-// decode resets the positions (resetPositions).
-var (
-	permPos, paramPos, headerPos, headerValPos, colNamePos, colTypePos posCache
-)
+// Positional caches for the repeated lists of a message: the i-th permission,
+// parameter or result column of this call is usually the i-th of the previous one
+// (same token, same route, same query), and comparing bytes is much cheaper in a wasm
+// guest than hashing them for a map lookup (Go's map hash has no hardware path in
+// wasm). Each decode resets the positions (resetPositions).
+var permPos, paramPos, colNamePos, colTypePos posCache
 
 // rawHeaders holds the encoded headers of the request being served, decoded only when
 // a handler asks for one (most ask for none or one; decoding them all was a visible
@@ -96,7 +94,7 @@ var rawHeaders []byte
 // resetPositions starts the positional caches at the beginning of a new message.
 func resetPositions() {
 	rawHeaders = nil
-	permPos.i, paramPos.i, headerPos.i, headerValPos.i, colNamePos.i, colTypePos.i = 0, 0, 0, 0, 0, 0
+	permPos.i, paramPos.i, colNamePos.i, colTypePos.i = 0, 0, 0, 0
 }
 
 // resetColumnPositions starts the column caches at the beginning of a query result.
@@ -112,20 +110,14 @@ type posCache struct {
 const maxPositions = 128
 
 // get returns b as a string, reusing the previous message's string at this position
-// when it is equal, and otherwise intern (the vocabulary set, or a plain copy when
-// vocab is false: header values are not vocabulary).
-func (c *posCache) get(b []byte, vocab bool) string {
+// when it is equal, and otherwise the interned set's.
+func (c *posCache) get(b []byte) string {
 	i := c.i
 	c.i++
 	if i < len(c.last) && c.last[i] == string(b) {
 		return c.last[i]
 	}
-	var s string
-	if vocab {
-		s = internSet(b)
-	} else {
-		s = string(b)
-	}
+	s := internSet(b)
 	switch {
 	case i < len(c.last):
 		c.last[i] = s
@@ -171,11 +163,9 @@ func intern(field byte, b []byte) string {
 		internCache[i] = string(b)
 		return internCache[i]
 	case 5: // parameter names
-		return paramPos.get(b, true)
-	case 6: // header names
-		return headerPos.get(b, true)
-	case wire.InternHeaderValue:
-		return headerValPos.get(b, false)
+		return paramPos.get(b)
+	case 6: // names of headers outside the run kept in rawHeaders (an unusual message)
+		return internSet(b)
 	case wire.InternHeaderRun:
 		rawHeaders = b // aliases the input, which outlives the call; see Request.Header
 		return wire.HeaderRunKept
@@ -186,11 +176,11 @@ func intern(field byte, b []byte) string {
 		lastPermRun = append(lastPermRun[:0], b...)
 		return ""
 	case wire.InternPerm:
-		return permPos.get(b, true)
+		return permPos.get(b)
 	case wire.InternColumnName:
-		return colNamePos.get(b, true)
+		return colNamePos.get(b)
 	case wire.InternColumnType:
-		return colTypePos.get(b, true)
+		return colTypePos.get(b)
 	}
 	return string(b)
 }

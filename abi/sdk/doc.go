@@ -23,8 +23,8 @@
 // requests per second on master-data's read path (see bench/RESULTS.md).
 //
 // keel.JSONFields, keel.ValidJSON and keel.ParseQuery do without encoding/json, fmt and
-// net/url, which a plugin that avoids them altogether does not link: its module is
-// about half the size and loads in two thirds of the time (RATIONALE.md, "Small
+// net/url, which a plugin that avoids them altogether does not link: the example
+// plugin went from 3.8 to 2.6 MB and from 63 to 44 ms warm load (RATIONALE.md, "Small
 // guests"). keel.Log takes slog-style key/value pairs but is not a *slog.Logger.
 //
 // Built for any other platform the package compiles too, so plugin logic can be unit

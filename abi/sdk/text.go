@@ -56,6 +56,3 @@ func appendText(dst []byte, v any) []byte {
 		return append(dst, unformatted...)
 	}
 }
-
-// itoa formats an int.
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -211,7 +211,7 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 				// The first header: offer the whole run of well-formed header fields
 				// to the interner, which may keep it to decode on demand.
 				headerRun = true
-				if end := pairRun(rest, reqHeader); end > 0 && intern(InternHeaderRun, rest[:end]) == HeaderRunKept {
+				if _, end := fieldRun(rest, reqHeader); end > 0 && intern(InternHeaderRun, rest[:end]) == HeaderRunKept {
 					rd.b = rest[end:]
 					continue
 				}
@@ -221,12 +221,10 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 				rd.Fail(err)
 				break
 			}
-			kv := KV{Name: intern(tag, k)}
+			kv := KV{intern(tag, k), string(val)}
 			if tag == reqParam {
-				kv.Value = string(val)
 				r.Params = append(r.Params, kv)
 			} else {
-				kv.Value = intern(InternHeaderValue, val)
 				r.Headers = append(r.Headers, kv)
 			}
 		case reqBody:
@@ -238,20 +236,23 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 	return wrap("http request", rd.Err())
 }
 
-// pairRun measures the well-formed pair fields with the given tag at the start of b and
-// returns how many bytes they take.
-func pairRun(b []byte, tag byte) (end int) {
+// fieldRun measures the well-formed fields with the given tag at the start of b: how
+// many, and how many bytes they take. Header fields must also hold a well-formed pair.
+func fieldRun(b []byte, tag byte) (n, end int) {
 	for len(b)-end >= HeaderSize && b[end] == tag {
 		l := binary.LittleEndian.Uint32(b[end+1 : end+HeaderSize])
 		if uint64(l) > uint64(len(b)-end-HeaderSize) {
 			break
 		}
-		if _, _, err := Pair(b[end+HeaderSize : end+HeaderSize+int(l)]); err != nil {
-			break
+		if tag == reqHeader {
+			if _, _, err := Pair(b[end+HeaderSize : end+HeaderSize+int(l)]); err != nil {
+				break
+			}
 		}
 		end += HeaderSize + int(l)
+		n++
 	}
-	return end
+	return n, end
 }
 
 // HeaderFields walks a run of encoded header fields kept by an interner (see
@@ -274,9 +275,6 @@ const (
 	InternPlugin  = 103
 	InternVersion = 104
 	InternPerm    = 105
-	// InternHeaderValue: header values repeat from request to request (host,
-	// user-agent, accept), so an interner may reuse them.
-	InternHeaderValue = 106
 	// InternPermRun is offered the encoded run of permission fields of a call
 	// context before they are decoded one by one. An interner that answers
 	// PermRunReuse declares them identical to those of the previous call decoded into
@@ -318,7 +316,7 @@ func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 				// The first permission: offer the whole run of permission fields to
 				// the interner, which may answer that it is the previous call's.
 				permRun = true
-				n, end := permissionRun(rest)
+				n, end := fieldRun(rest, ctxPermission)
 				if n <= cap(c.Permissions) && intern(InternPermRun, rest[:end]) == PermRunReuse {
 					c.Permissions = c.Permissions[:n]
 					r.b = rest[end:]
@@ -339,20 +337,6 @@ func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 		}
 	}
 	return wrap("call context", r.Err())
-}
-
-// permissionRun measures the well-formed permission fields at the start of b: how
-// many, and how many bytes they take.
-func permissionRun(b []byte) (n, end int) {
-	for len(b)-end >= HeaderSize && b[end] == ctxPermission {
-		l := binary.LittleEndian.Uint32(b[end+1 : end+HeaderSize])
-		if uint64(l) > uint64(len(b)-end-HeaderSize) {
-			break
-		}
-		end += HeaderSize + int(l)
-		n++
-	}
-	return n, end
 }
 
 // HTTPResponse is the output of the keel_http export.

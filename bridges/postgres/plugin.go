@@ -264,10 +264,10 @@ func provision(ctx context.Context, db *DB, n pluginNames) error {
 	// set_config is how a statement would change its role or tenant; the SQL guard
 	// refuses the name, and taking EXECUTE from PUBLIC closes every spelling of it the
 	// guard might miss (RATIONALE.md). The host's own setup statement is checked as the
-	// host's user, before the role switch, so it keeps working. Only a superuser (or
-	// the function's owner) may do this; otherwise an operator is told to.
-	// The database's owner keeps it (pg_database_owner), so a host that later connects
-	// as the owner rather than a superuser still runs its setup.
+	// host's user, before the role switch, so it keeps working, and the database's
+	// owner keeps the privilege (pg_database_owner) for a host that later connects as
+	// the owner rather than a superuser. Only a superuser may revoke it; otherwise an
+	// operator is told to.
 	if hostSuper {
 		if _, err := tx.Exec(ctx, `REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC;
 			GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO pg_database_owner`); err != nil {

@@ -3,9 +3,10 @@
 // structured logging and a health check.
 //
 // It renders its JSON with keel.JSONFields and checks bodies with keel.ValidJSON
-// rather than encoding/json: without reflection the module is half the size, and the
-// host loads it in half the time (RATIONALE.md, "Small guests"). A plugin with richer
-// payloads can use encoding/json (keel.JSON, Request.DecodeJSON) and pay for it.
+// rather than encoding/json: without reflection the module is 2.6 MB instead of 3.8,
+// and the host loads it in about 45 ms instead of 63 (RATIONALE.md, "Small guests").
+// A plugin with richer payloads can use encoding/json (keel.JSON, Request.DecodeJSON)
+// and pay for it.
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .
 package main

@@ -147,17 +147,21 @@ func benchSQL(ctx context.Context, logger *slog.Logger) error {
 		return fmt.Errorf("seed: %w", err)
 	}
 	const n = 3000
-	plugin := func(i int) error {
-		id := fmt.Sprintf("c%d", i%1000+1)
-		r, err := pluginCall(ctx, srv, "GET", "/customers/"+id, "/customers/:id", []wire.KV{{Name: "id", Value: id}})
-		if err != nil {
-			return err
+	// byID reads customer i through the plugin route under prefix ("" or "/ro").
+	byID := func(prefix string) func(i int) error {
+		return func(i int) error {
+			id := fmt.Sprintf("c%d", i%1000+1)
+			r, err := pluginCall(ctx, srv, "GET", prefix+"/customers/"+id, prefix+"/customers/:id", []wire.KV{{Name: "id", Value: id}})
+			if err != nil {
+				return err
+			}
+			if r.Status != 200 {
+				return fmt.Errorf("plugin route %s/customers/:id: %d %s", prefix, r.Status, r.Body)
+			}
+			return nil
 		}
-		if r.Status != 200 {
-			return fmt.Errorf("plugin: %d %s", r.Status, r.Body)
-		}
-		return nil
 	}
+	plugin := byID("")
 	sameWork := func(i int) error {
 		tx, err := pool.Begin(ctx)
 		if err != nil {
@@ -186,17 +190,7 @@ func benchSQL(ctx context.Context, logger *slog.Logger) error {
 	}
 	// A read_only route: one round trip, the tenant switch travelling with the query in
 	// one implicit transaction; the native equivalent pipelines the same two statements.
-	roPlugin := func(i int) error {
-		id := fmt.Sprintf("c%d", i%1000+1)
-		r, err := pluginCall(ctx, srv, "GET", "/ro/customers/"+id, "/ro/customers/:id", []wire.KV{{Name: "id", Value: id}})
-		if err != nil {
-			return err
-		}
-		if r.Status != 200 {
-			return fmt.Errorf("read-only plugin route: %d %s", r.Status, r.Body)
-		}
-		return nil
-	}
+	roPlugin := byID("/ro")
 	roNative := func(i int) error {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('role', 'keel_plg_bench_data', true), set_config('app.tenant_id', $1, true), set_config('transaction_read_only', 'on', true)`, benchTenant)

@@ -65,7 +65,6 @@ type unitKey struct{}
 // unit is one invocation's unit of work.
 type unit struct {
 	pdb    postgres.PluginDB // read-only for a read_only route's call
-	ro     bool
 	tenant string
 	tx     *postgres.Tx
 	events []postgres.OutboxEvent
@@ -87,10 +86,10 @@ func (d *Data) unitOf(call *runtime.Call) (*unit, error) {
 	if call.Context.Tenant == "" {
 		return nil, runtime.Errorf(wire.CodeInvalid, "this call acts for no tenant: database access and events are per tenant (authenticate, or send X-Tenant-ID on a public route)")
 	}
-	u := &unit{pdb: pdb, tenant: call.Context.Tenant, ro: call.ReadOnly()}
-	if u.ro {
-		u.pdb = pdb.With(postgres.ReadOnly())
+	if call.ReadOnly() {
+		pdb = pdb.With(postgres.ReadOnly())
 	}
+	u := &unit{pdb: pdb, tenant: call.Context.Tenant}
 	call.SetValue(unitKey{}, u)
 	call.OnFinish(u.finish)
 	return u, nil

@@ -88,10 +88,11 @@ func (p *Plugin) HasExport(name string) bool {
 	return ok
 }
 
-// invoke is the one path every call takes (readOnly marks a read_only route's call): admit, borrow an instance under the call's
+// invoke is the one path every call takes: admit, borrow an instance under the call's
 // deadline, run the export, decode, return or retire the instance, finish the unit of
-// work. encode builds the input once the deadline is known; decode reports whether the
-// output counts as success and whether the guest panicked.
+// work. readOnly marks the call of a read_only route; encode builds the input once the
+// deadline is known; decode reports whether the output counts as success and whether
+// the guest panicked.
 func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext, readOnly bool,
 	encode func(*wire.CallContext) []byte,
 	decode func(out []byte) (success, panicked bool, err error)) error {
