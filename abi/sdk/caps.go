@@ -33,17 +33,26 @@ var Cache cacheAPI
 
 // Get returns the value under key and whether it was found.
 func (cacheAPI) Get(key string) ([]byte, bool, error) {
+	return Cache.AppendGet(nil, key)
+}
+
+// AppendGet appends the value under key to dst and returns the extended slice and
+// whether the key was found (dst unchanged if not). A handler that reads many values,
+// or reads one per request into a buffer it keeps, reuses dst's storage instead of
+// allocating a new slice per read: in a Go guest an allocation of a few KiB costs
+// about as much as the rest of the read outside the cache server.
+func (cacheAPI) AppendGet(dst []byte, key string) ([]byte, bool, error) {
 	in := wire.AppendString(request(), 1, key)
 	out, err := callHost(fnCacheGet, in)
 	sent(in)
 	if err != nil {
-		return nil, false, err
+		return dst, false, err
 	}
 	v, ok, err := wire.Field(out, 2)
 	if err != nil || !ok {
-		return nil, false, err
+		return dst, false, err
 	}
-	return append([]byte(nil), v...), true, nil
+	return append(dst, v...), true, nil
 }
 
 // Set stores val under key; without options it expires after the default class.

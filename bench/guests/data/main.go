@@ -45,11 +45,23 @@ func init() {
 		return keel.Bytes(200, "application/octet-stream", v)
 	})
 	// /cache-batch/:key?n= reads the key n times in one invocation, to measure one
-	// cache read through the capability without the invocation around it.
+	// cache read through the capability without the invocation around it: into one
+	// reused buffer (Cache.AppendGet), or with &alloc=1 into a new slice each time
+	// (Cache.Get).
 	keel.Handle("GET", "/cache-batch/:key", func(r *keel.Request) *keel.Response {
-		n, _ := strconv.Atoi(r.Query().Get("n"))
+		q := r.Query()
+		n, _ := strconv.Atoi(q.Get("n"))
+		key, alloc := r.Param("key"), q.Has("alloc")
+		var v []byte
 		for i := 0; i < n; i++ {
-			if v, ok, err := keel.Cache.Get(r.Param("key")); err != nil || !ok || len(v) == 0 {
+			var ok bool
+			var err error
+			if alloc {
+				v, ok, err = keel.Cache.Get(key)
+			} else {
+				v, ok, err = keel.Cache.AppendGet(v[:0], key)
+			}
+			if err != nil || !ok || len(v) == 0 {
 				return keel.Error(404, "miss", "not cached")
 			}
 		}

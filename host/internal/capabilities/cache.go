@@ -109,7 +109,8 @@ func (c *Cache) get(ctx context.Context, call *runtime.Call, in []byte) ([]byte,
 		return nil, nil
 	}
 	c.count(call, "get", "hit")
-	return wire.AppendField(nil, cacheValue, v), nil
+	// 5: the field's tag and length.
+	return wire.AppendField(call.OutBuf(5+len(v)), cacheValue, v), nil
 }
 
 func (c *Cache) set(ctx context.Context, call *runtime.Call, in []byte) ([]byte, error) {

@@ -167,7 +167,7 @@ func (d *Data) query(ctx context.Context, call *runtime.Call, in []byte) ([]byte
 	for _, c := range res.Columns {
 		out.Columns = append(out.Columns, wire.Column{Name: c.Name, Type: c.Type})
 	}
-	b, err := wire.AppendSQLResult(nil, &out)
+	b, err := wire.AppendSQLResult(call.OutBuf(0), &out)
 	if err != nil {
 		return nil, runtime.Errorf(wire.CodeInternal, "encode result: %v", err)
 	}

@@ -44,6 +44,7 @@ type Call struct {
 	// deadline is enforced by tick; capabilities see it through Ctx.
 	deadline time.Time
 	readOnly bool
+	outLent  bool // the current host function was handed inst.out (OutBuf)
 	ctx      context.Context
 	cancel   context.CancelFunc
 }
@@ -75,6 +76,28 @@ func (c *Call) release() {
 	if c.cancel != nil {
 		c.cancel()
 	}
+}
+
+// maxKeptOut bounds the output buffer an instance keeps between host calls: results
+// larger than this are rare and would otherwise pin their size per pooled instance.
+const maxKeptOut = 64 << 10
+
+// OutBuf returns an empty slice with room for at least n bytes, for the host function
+// being served to build its result in. The storage belongs to the calling instance and
+// is reused by its next host call, so a result that is copied into guest memory and
+// dropped (the common case) costs no allocation; the runtime takes care of results
+// that must outlive the host call (a result too large for the guest's buffer, kept for
+// keel:env/v1.take). A host function that calls OutBuf must return what it appended
+// to that slice (or an error) and keep no reference to it.
+func (c *Call) OutBuf(n int) []byte {
+	if c.inst == nil {
+		return make([]byte, 0, n)
+	}
+	if cap(c.inst.out) < n {
+		c.inst.out = make([]byte, 0, max(n, 512))
+	}
+	c.outLent = true
+	return c.inst.out[:0]
 }
 
 type callValue struct{ key, val any }
@@ -190,6 +213,10 @@ func adapt(f HostFunc) api.GoModuleFunc {
 			code = ce.Code
 			out = wire.AppendResult(nil, &wire.Result{Code: uint32(ce.Code), Message: ce.Message, Detail: ce.Detail})
 		}
+		if c != nil && c.outLent {
+			c.outLent = false
+			c.inst.out = keepOut(c.inst.out, out)
+		}
 		n := uint32(len(out))
 		if n <= outCap {
 			if n > 0 && !mod.Memory().Write(outPtr, out) {
@@ -198,9 +225,26 @@ func adapt(f HostFunc) api.GoModuleFunc {
 			}
 		} else if c != nil {
 			c.pending = out
+			if c.inst != nil && len(out) > 0 && cap(c.inst.out) > 0 && &out[:1][0] == &c.inst.out[:1][0] {
+				c.inst.out = nil // pending now owns that storage until take
+			}
 		}
 		stack[0] = uint64(code)<<32 | uint64(n)
 	}
+}
+
+// keepOut returns the buffer an instance keeps for its next OutBuf after a host
+// function that called OutBuf returned out, which is the lent storage, a larger one
+// append grew from it, or an error result built fresh: out's storage unless it is too
+// large to keep.
+func keepOut(prev, out []byte) []byte {
+	if cap(out) == 0 || cap(out) > maxKeptOut {
+		if cap(prev) > maxKeptOut {
+			return nil
+		}
+		return prev
+	}
+	return out[:0]
 }
 
 const (

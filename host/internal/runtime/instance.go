@@ -23,6 +23,7 @@ type instance struct {
 	bufCap uint32
 	stack  []uint64
 	stderr *guestOutput
+	out    []byte // reusable host-function result buffer (Call.OutBuf)
 	// memBytes is the linear memory size as of the end of the last call, for the pool
 	// gauges: reading mem.Size() from another goroutine while a call grows the memory
 	// is a data race.

@@ -38,6 +38,21 @@ func TestCapabilitiesWhenDeclared(t *testing.T) {
 	if s, b, _ := do(t, "GET", base+"/api/caps/cache/other", ""); s != 200 || !strings.Contains(b, `"found":false`) {
 		t.Fatalf("cache miss: %d %s", s, b)
 	}
+	// Values larger than the SDK's result buffer travel through keel:env/v1.take; the
+	// host's reusable result buffer must not be overwritten while one is pending.
+	big1, big2 := strings.Repeat("x", 40<<10), strings.Repeat("y", 20<<10)
+	for k, v := range map[string]string{"big1": big1, "big2": big2, "small": "s"} {
+		if s, b, _ := do(t, "PUT", base+"/api/caps/cache/"+k, v); s != 200 {
+			t.Fatalf("cache set %s: %d %s", k, s, b)
+		}
+	}
+	for _, c := range [][2]string{{"big1", "small"}, {"small", "big1"}, {"big1", "big2"}, {"big2", "big1"}, {"small", "small"}} {
+		vals := map[string]string{"big1": big1, "big2": big2, "small": "s"}
+		want := "<" + vals[c[0]] + ">" + vals[c[1]]
+		if s, b, _ := do(t, "GET", base+"/api/caps/cache-two/"+c[0]+"/"+c[1], ""); s != 200 || b != want {
+			t.Fatalf("cache-two %v: %d, %d bytes (want %d), prefix %.20q", c, s, len(b), len(want), b)
+		}
+	}
 	for want := 1; want <= 3; want++ {
 		if s, b, _ := do(t, "POST", base+"/api/caps/incr/hits", ""); s != 200 || !strings.Contains(b, fmt.Sprintf(`"value":%d`, want)) {
 			t.Fatalf("incr %d: %d %s", want, s, b)

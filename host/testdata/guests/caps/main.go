@@ -36,6 +36,19 @@ func init() {
 		}
 		return keel.JSON(200, map[string]string{"stored": r.Param("key")})
 	})
+	// /cache-two/:a/:b answers "<" + a's value + ">" + b's value: a is appended to a
+	// buffer that already holds "<" (AppendGet), b read with Get after it.
+	keel.Handle("GET", "/cache-two/:a/:b", func(r *keel.Request) *keel.Response {
+		buf, ok, err := keel.Cache.AppendGet([]byte("<"), r.Param("a"))
+		if err != nil || !ok {
+			return keel.Error(404, "miss", "a not cached")
+		}
+		v, ok, err := keel.Cache.Get(r.Param("b"))
+		if err != nil || !ok {
+			return keel.Error(404, "miss", "b not cached")
+		}
+		return keel.Bytes(200, "application/octet-stream", append(append(buf, '>'), v...))
+	})
 	keel.Handle("POST", "/incr/:key", func(r *keel.Request) *keel.Response {
 		n, err := keel.Cache.Incr(r.Param("key"), 1, keel.TTL(60e9))
 		if err != nil {
