@@ -97,6 +97,39 @@ func TestMatchPattern(t *testing.T) {
 			t.Errorf("parseRetentionDays(%q): %v", s, err)
 		}
 	}
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"24h", 24 * time.Hour, true}, {" 0 ", 0, true}, {"1m", time.Minute, true}, {"720h", 720 * time.Hour, true},
+		{"59s", 0, false}, {"721h", 0, false}, {"-1h", 0, false}, {"0s", 0, false}, {"daily", 0, false}, {"", 0, false},
+	} {
+		got, err := parseRetentionEvery(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseRetentionEvery(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+}
+
+// TestMaybeArchiveOff checks that automatic retention does nothing, and touches no
+// database (outside a host any SQL call fails), when it is not due or switched off.
+func TestMaybeArchiveOff(t *testing.T) {
+	for _, tc := range []struct {
+		s   settings
+		due bool
+	}{
+		{settings{retentionDays: 30, retentionEvery: time.Hour}, false},
+		{settings{retentionDays: 0, retentionEvery: time.Hour}, true},
+		{settings{retentionDays: 30, retentionEvery: 0}, true},
+	} {
+		if err := maybeArchive(&tc.s, tc.due, "ev"); err != nil {
+			t.Errorf("maybeArchive(%+v, due=%v): %v", tc.s, tc.due, err)
+		}
+	}
+	if err := maybeArchive(&settings{retentionDays: 30, retentionEvery: time.Hour}, true, "ev"); err == nil {
+		t.Error("a due run outside a host reported no error: it did not reach the database")
+	}
 }
 
 func TestLikePrefix(t *testing.T) {

@@ -113,13 +113,21 @@ func onAuditEvent(ev *keel.Event) error {
 		keel.Log.Warn("refusing audit event", "event_id", ev.ID, "source", ev.Source, "err", err.Error())
 		return err
 	}
+	s, serr := loadSettings()
+	if serr != nil {
+		// A broken setting must not stop the trail; it makes the plugin unhealthy.
+		keel.Log.Error("settings unavailable; no alert evaluated and no automatic retention", "err", serr.Error())
+		s = &settings{}
+	}
 	head, err := keel.DB.Query(`INSERT INTO chain_heads AS h (last_seq) VALUES (0)
 		ON CONFLICT (tenant_id) DO UPDATE SET updated_at = now()
-		RETURNING h.last_seq, h.last_hash`)
+		RETURNING h.last_seq, h.last_hash, h.retention_checked_at <= now() - make_interval(secs => $1::float8) AS retention_due`,
+		s.retentionEvery.Seconds())
 	if err != nil {
 		return fmt.Errorf("lock chain head: %w", err)
 	}
 	prevSeq, prevHash := head.Row(0).Int("last_seq"), head.Row(0).String("last_hash")
+	retentionDue := head.Row(0).Bool("retention_due")
 
 	// Duplicate check after the lock, so that a concurrent delivery of the same event
 	// has either committed (and is seen) or not started. The detail is normalised by
@@ -160,14 +168,14 @@ func onAuditEvent(ev *keel.Event) error {
 	}
 
 	alerted := false
-	if s, err := loadSettings(); err != nil {
-		// A broken setting must not stop the trail; it makes the plugin unhealthy.
-		keel.Log.Error("alert patterns unavailable; no alert evaluated", "err", err.Error())
-	} else if p := firstMatch(s.patterns, r.Action); p != "" {
+	if p := firstMatch(s.patterns, r.Action); p != "" {
 		if err := publishAlert(r, p); err != nil {
 			return fmt.Errorf("publish alert: %w", err)
 		}
 		alerted = true
+	}
+	if err := maybeArchive(s, retentionDue, r.EventID); err != nil {
+		return err
 	}
 	_ = keel.M("records_total").Inc(r.Source)
 	if alerted {

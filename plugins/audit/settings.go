@@ -12,8 +12,15 @@ import (
 
 // Settings (manifest config keys).
 const (
-	keyRetentionDays = "retention_days"
-	keyAlertPatterns = "alert_patterns"
+	keyRetentionDays  = "retention_days"
+	keyRetentionEvery = "retention_every"
+	keyAlertPatterns  = "alert_patterns"
+)
+
+// Bounds of retention_every (besides 0, which turns automatic runs off).
+const (
+	minRetentionEvery = time.Minute
+	maxRetentionEvery = 30 * 24 * time.Hour
 )
 
 // maxRetentionDays bounds retention_days (about 100 years).
@@ -21,8 +28,9 @@ const maxRetentionDays = 36500
 
 // settings are the plugin's parsed configuration.
 type settings struct {
-	retentionDays int // 0: never archive
-	patterns      []string
+	retentionDays  int           // 0: never archive
+	retentionEvery time.Duration // 0: archive only on POST /retention/run
+	patterns       []string
 }
 
 // settingsTTL is how long an instance reuses the settings it read: they may change
@@ -58,6 +66,13 @@ func readSettings() (*settings, error) {
 	if s.retentionDays, err = parseRetentionDays(days); err != nil {
 		return nil, err
 	}
+	every, err := setting(keyRetentionEvery, "24h")
+	if err != nil {
+		return nil, err
+	}
+	if s.retentionEvery, err = parseRetentionEvery(every); err != nil {
+		return nil, err
+	}
 	pats, err := setting(keyAlertPatterns, "")
 	if err != nil {
 		return nil, err
@@ -86,6 +101,18 @@ func parseRetentionDays(s string) (int, error) {
 		return 0, fmt.Errorf("setting %s = %q: want a whole number of days from 0 (never archive) to %d", keyRetentionDays, s, maxRetentionDays)
 	}
 	return n, nil
+}
+
+func parseRetentionEvery(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < minRetentionEvery || d > maxRetentionEvery {
+		return 0, fmt.Errorf("setting %s = %q: want 0 (only on request) or a duration from %s to %s, such as 24h", keyRetentionEvery, s, minRetentionEvery, maxRetentionEvery)
+	}
+	return d, nil
 }
 
 // parsePatterns splits a comma-separated list of action patterns. A pattern is an

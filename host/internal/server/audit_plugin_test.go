@@ -644,6 +644,64 @@ func TestAuditRetentionArchivesAPrefix(t *testing.T) {
 	}
 }
 
+// TestAuditAutomaticRetention checks that the trail archives by itself once
+// retention_every has passed for a tenant, without POST /retention/run: the next
+// event's invocation moves the old prefix, records the run and restarts the interval.
+func TestAuditAutomaticRetention(t *testing.T) {
+	e := startAudit(t, map[string]string{"retention_days": "30", "retention_every": "24h"})
+	p := e.s.Plugins().Lookup(e.name).Plugin
+	read := e.token("tenant-r", "audit.read")
+	deliver := func(id string, at time.Time) {
+		t.Helper()
+		payload, _ := json.Marshal(map[string]any{"action": "customer.viewed", "actor": "u1", "resource": "customer/" + id})
+		res, err := p.Event(context.Background(), &wire.Event{ID: id, Type: "audit.record", Topic: "audit.events",
+			Tenant: "tenant-r", Source: "crm", Time: at.UnixNano(), Payload: payload, Attempt: 1,
+			Ctx: wire.CallContext{RequestID: "req-" + id, Tenant: "tenant-r"}})
+		if err != nil || res.Code != 0 {
+			t.Fatalf("deliver %s: %v %+v", id, err, res)
+		}
+	}
+	old := time.Now().Add(-400 * 24 * time.Hour)
+	for i := 0; i < 3; i++ {
+		deliver(fmt.Sprintf("old-%d", i), old.Add(time.Duration(i)*time.Minute))
+	}
+	deliver("fresh-0", time.Now())
+	deliver("fresh-1", time.Now())
+	// A new tenant's interval starts with its first record: nothing archived yet.
+	if arch := e.search(read, "archived=true"); len(arch.Records) != 0 {
+		t.Fatalf("archived before the interval passed: %+v", arch.Records)
+	}
+
+	// A day passes.
+	if err := e.exec(`UPDATE ` + e.schema + `.chain_heads SET retention_checked_at = now() - interval '25 hours' WHERE tenant_id = 'tenant-r'`); err != nil {
+		t.Fatal(err)
+	}
+	deliver("fresh-2", time.Now())
+	arch := e.search(read, "archived=true")
+	if len(arch.Records) != 3 || arch.Records[0].Seq != 3 || arch.Records[2].Seq != 1 {
+		t.Fatalf("automatic run did not archive the old prefix: %+v", arch.Records)
+	}
+	// The run is in the trail (delivered through the bus), by the plugin, caused by fresh-2.
+	live := e.waitRecords(read, 4)
+	run := live.Records[0]
+	if run.Action != "audit.archive.run" || run.Actor != "audit:retention" || run.RequestID != "fresh-2" ||
+		!strings.Contains(string(run.Detail), `"trigger":"schedule"`) || !strings.Contains(string(run.Detail), `"archived":3`) {
+		t.Fatalf("record of the automatic run: %+v (%s)", run, run.Detail)
+	}
+	if v := e.verify(read, "scope=all"); !v.Valid || v.Records != 7 {
+		t.Fatalf("verify after the automatic run: %+v", v)
+	}
+	// The interval restarted: the next old-dated event is not archived by itself.
+	var recent bool
+	if err := e.db.QueryRow(context.Background(), `SELECT retention_checked_at > now() - interval '1 minute' FROM `+e.schema+`.chain_heads WHERE tenant_id = 'tenant-r'`).Scan(&recent); err != nil || !recent {
+		t.Fatalf("retention_checked_at not moved forward: %v %v", recent, err)
+	}
+	deliver("old-late", old)
+	if arch := e.search(read, "archived=true"); len(arch.Records) != 3 {
+		t.Fatalf("archived again within the interval: %d records", len(arch.Records))
+	}
+}
+
 // TestAuditLargeDetails checks that search and verify cope with records whose
 // details together exceed the host's 16 MiB result limit: pages get shorter, never fail.
 func TestAuditLargeDetails(t *testing.T) {
