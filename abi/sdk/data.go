@@ -101,6 +101,37 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 	return &Rows{Columns: res.Columns, Data: res.Rows}, nil
 }
 
+// QueryJSON runs a statement that returns rows, like Query, and has the host render
+// each row as a JSON object (column names as keys, in result order, values as
+// Rows.AppendJSON writes them). A handler that answers with the rows, as most read
+// handlers do, then neither decodes typed values nor formats them in the guest,
+// which is most of such a handler's time in wasm; it can still read single columns
+// (JSONRows.Int, String, Value).
+func (dbAPI) QueryJSON(sql string, args ...any) (*JSONRows, error) {
+	in, err := wire.AppendSQLRequest(request(), &wire.SQLRequest{SQL: sql, Params: args, JSON: true})
+	if err != nil {
+		return nil, wrapErr("keel: DB.QueryJSON", err)
+	}
+	out, err := callHost(fnSQLQuery, in)
+	sent(in)
+	if err != nil {
+		return nil, err
+	}
+	var res wire.SQLResult
+	resetColumnPositions()
+	if err := wire.DecodeSQLResultAliased(append([]byte(nil), out...), &res, intern); err != nil {
+		return nil, err
+	}
+	objs := res.JSONRows
+	if len(objs) == 0 && len(res.Rows) > 0 { // a host that predates JSON results answered with values
+		objs = make([][]byte, len(res.Rows))
+		for i, row := range res.Rows {
+			objs[i] = wire.AppendRowJSON(nil, res.Columns, row)
+		}
+	}
+	return &JSONRows{Columns: res.Columns, objs: objs}, nil
+}
+
 // Exec runs a statement and returns the number of rows it affected.
 func (dbAPI) Exec(sql string, args ...any) (int64, error) {
 	in, err := wire.AppendSQLRequest(request(), &wire.SQLRequest{SQL: sql, Params: args})

@@ -113,12 +113,16 @@ func decodeValue(b []byte, alias bool) (any, error) {
 type SQLRequest struct {
 	SQL    string
 	Params []any
+	// JSON asks query to answer with each row rendered as a JSON object
+	// (SQLResult.JSONRows) instead of typed values.
+	JSON bool
 }
 
 // Field tags of SQLRequest.
 const (
 	sqlText  = 1
 	sqlParam = 2
+	sqlJSON  = 3
 )
 
 // MaxSQLParams bounds the parameters of one statement (PostgreSQL's own limit).
@@ -132,6 +136,9 @@ func AppendSQLRequest(dst []byte, r *SQLRequest) ([]byte, error) {
 		if dst, err = AppendValue(dst, sqlParam, p); err != nil {
 			return dst, err
 		}
+	}
+	if r.JSON {
+		dst = AppendBool(dst, sqlJSON, true)
 	}
 	return dst, nil
 }
@@ -152,6 +159,10 @@ func DecodeSQLRequest(b []byte, r *SQLRequest) error {
 			val, err := DecodeValue(v)
 			rd.Fail(err)
 			r.Params = append(r.Params, val)
+		case sqlJSON:
+			b, err := Bool(v)
+			rd.Fail(err)
+			r.JSON = b
 		}
 	}
 	if rd.Err() == nil && r.SQL == "" {
@@ -171,6 +182,9 @@ type SQLResult struct {
 	Columns      []Column
 	Rows         [][]any
 	RowsAffected int64
+	// JSONRows holds each row as one JSON object (AppendRowJSON) when the request
+	// asked for JSON; Rows is then empty.
+	JSONRows [][]byte
 }
 
 // Field tags of SQLResult and its nested messages.
@@ -178,6 +192,7 @@ const (
 	resColumn   = 1 // nested: 1 name, 2 type
 	resRow      = 2 // nested: one value field (tag 1) per column
 	resAffected = 3
+	resRowJSON  = 4 // one JSON object per row, instead of resRow
 	colName     = 1
 	colType     = 2
 	rowValue    = 1
@@ -202,6 +217,9 @@ func AppendSQLResult(dst []byte, r *SQLResult) ([]byte, error) {
 			}
 		}
 		dst = EndNested(dst, mark)
+	}
+	for _, obj := range r.JSONRows {
+		dst = AppendField(dst, resRowJSON, obj)
 	}
 	return AppendInt(dst, resAffected, r.RowsAffected), nil
 }
@@ -270,6 +288,11 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error 
 				rd.Fail(malformed("row has " + itoa(len(row)) + " values for " + itoa(len(r.Columns)) + " columns"))
 			}
 			r.Rows = append(r.Rows, row)
+		case resRowJSON:
+			if !alias {
+				v = append([]byte(nil), v...)
+			}
+			r.JSONRows = append(r.JSONRows, v)
 		case resAffected:
 			n, err := Int(v)
 			rd.Fail(err)

@@ -228,6 +228,10 @@ func FuzzDecodeCapabilities(f *testing.F) {
 	f.Add(b)
 	b, _ = AppendSQLResult(nil, &SQLResult{Columns: []Column{{"a", "int8"}}, Rows: [][]any{{int64(1)}}})
 	f.Add(b)
+	b, _ = AppendSQLRequest(nil, &SQLRequest{SQL: "select 1", JSON: true})
+	f.Add(b)
+	b, _ = AppendSQLResult(nil, &SQLResult{Columns: []Column{{"a", "int8"}}, JSONRows: [][]byte{[]byte(`{"a":1}`)}})
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r SQLRequest
 		if DecodeSQLRequest(b, &r) == nil {

@@ -128,19 +128,23 @@ func decodeText(oid uint32, src []byte) (any, error) {
 		return b, nil
 	case oidTimestamptz:
 		for _, layout := range timestamptzLayouts {
-			if t, err := time.Parse(layout, s); err == nil {
+			if t, err := time.Parse(layout, s); err == nil && wireTime(t) {
 				return t.UTC(), nil
 			}
 		}
-		return s, nil // infinity, BC dates, years past 9999
+		return s, nil // infinity, BC dates, times the wire cannot carry
 	case oidTimestamp:
-		if t, err := time.Parse("2006-01-02 15:04:05.999999999", s); err == nil {
+		if t, err := time.Parse("2006-01-02 15:04:05.999999999", s); err == nil && wireTime(t) {
 			return t, nil
 		}
 		return s, nil
 	}
 	return s, nil
 }
+
+// wireTime reports whether t survives the ABI's time encoding, nanoseconds since 1970
+// in an int64 (the years 1678 to 2261); other times are passed on as their text.
+func wireTime(t time.Time) bool { return time.Unix(0, t.UnixNano()).Equal(t) }
 
 // fillTypeNames names each column's type: built-ins from pgx's table, anything else (enums, domains,
 // composite types) from pg_type once per DB, on the same connection and transaction.

@@ -49,6 +49,10 @@ func TestValueNormalisation(t *testing.T) {
 		{`'2024-02-29 13:14:15.123456+02'::timestamptz`, time.Date(2024, 2, 29, 11, 14, 15, 123456000, time.UTC), "timestamptz"},
 		{`'2024-02-29 13:14:15'::timestamp`, time.Date(2024, 2, 29, 13, 14, 15, 0, time.UTC), "timestamp"},
 		{`'infinity'::timestamptz`, "infinity", "timestamptz"},
+		// Outside 1678-2261 a time does not fit the ABI's int64 nanoseconds: its text.
+		{`'1500-06-01 00:00:00+00'::timestamptz`, "1500-06-01 00:00:00+00", "timestamptz"},
+		{`'2300-01-01 12:00:00'::timestamp`, "2300-01-01 12:00:00", "timestamp"},
+		{`'2261-12-31 23:59:59+00'::timestamptz`, time.Date(2261, 12, 31, 23, 59, 59, 0, time.UTC), "timestamptz"},
 		{`'2024-01-02'::date`, "2024-01-02", "date"},
 		{`'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid`, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "uuid"},
 		{`'{"b": 1, "a": [true, null]}'::jsonb`, `{"a": [true, null], "b": 1}`, "jsonb"},

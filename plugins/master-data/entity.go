@@ -30,6 +30,7 @@ type entity struct {
 	onDelete func(e *entity, id string) (*keel.Response, error)
 
 	cols string // the select list, built on first use
+	byID string // the statement reading one live row, built on first use
 }
 
 // readOnly names the fields a body may carry (a client may send back what it read)
@@ -55,6 +56,14 @@ func (e *entity) columns() string {
 		e.cols = strings.Join(append(names, "version", "created_at", "updated_at"), ", ")
 	}
 	return e.cols
+}
+
+// selectByID is the statement that reads one live row by id.
+func (e *entity) selectByID() string {
+	if e.byID == "" {
+		e.byID = `SELECT ` + e.columns() + ` FROM ` + e.plural + ` WHERE id = $1 AND deleted_at IS NULL`
+	}
+	return e.byID
 }
 
 func (e *entity) permission(action string) string { return "master-data." + e.name + "." + action }

@@ -12,14 +12,14 @@ import (
 // invocation) and /ro/customers/:id (declared read_only: one round trip, no BEGIN or
 // COMMIT).
 func customer(r *keel.Request) *keel.Response {
-	rows, err := keel.DB.Query(`SELECT id, name, email FROM customers WHERE id = $1`, r.Param("id"))
+	rows, err := keel.DB.QueryJSON(`SELECT id, name, email FROM customers WHERE id = $1`, r.Param("id"))
 	if err != nil {
 		return keel.Error(500, "db", err.Error())
 	}
 	if rows.Len() == 0 {
 		return keel.Error(404, "not_found", "no such customer")
 	}
-	return keel.Bytes(200, "application/json", rows.AppendJSON(nil, 0))
+	return keel.Bytes(200, "application/json", rows.Object(0))
 }
 
 func init() {

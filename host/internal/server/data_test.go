@@ -98,6 +98,40 @@ func TestUnitOfWorkCommitsOrRollsBack(t *testing.T) {
 	}
 }
 
+// TestQueryJSONMatchesGuestRendering checks that rows rendered by the host
+// (keel:sql/v1.query with json) are byte for byte what the guest SDK renders from
+// the typed values, for every kind of column a query returns, and that the tenant's
+// rows are still the only ones visible.
+func TestQueryJSONMatchesGuestRendering(t *testing.T) {
+	s, _, name := ledger(t)
+	p := s.Plugins().Lookup(name).Plugin
+	call := func(tenant, body string) *wire.HTTPResponse {
+		t.Helper()
+		resp, err := p.HTTP(context.Background(), &wire.HTTPRequest{Method: "POST", Path: "/sql-json", Route: "/sql-json", Body: []byte(body),
+			Ctx: wire.CallContext{RequestID: "t-json", Tenant: tenant, Subject: "tester"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := call("tenant-a", `SELECT 'a"b <&> '||chr(1)||' ü' AS s, 42::int8 AS n, -7::int2 AS small, 12.50::numeric AS price,
+		'NaN'::numeric AS nan, 0.1::float8 AS f, 'Infinity'::float8 AS inf, true AS ok, NULL::text AS none,
+		'2026-12-02 18:41:08.123456+01'::timestamptz AS at, '2026-12-02 18:41:08'::timestamp AS local,
+		'1500-01-01 00:00:00+00'::timestamptz AS old, 'infinity'::timestamptz AS forever, '\x00ff'::bytea AS raw,
+		'{"b": [1, null]}'::jsonb AS doc, '2026-12-02'::date AS day, gen_random_uuid() IS NOT NULL AS has_uuid,
+		ARRAY[1, 2] AS arr, '1 day'::interval AS span`); r.Status != 200 {
+		t.Fatalf("host and guest renderings differ: %d %s", r.Status, r.Body)
+	} else if want := `"price":12.50,"nan":"NaN","f":0.1,"inf":"+Inf","ok":true,"none":null,"at":"2026-12-02T17:41:08.123456Z"`; !strings.Contains(string(r.Body), want) {
+		t.Fatalf("rendering: %s", r.Body)
+	}
+	if r := call("tenant-a", `INSERT INTO entries (note) VALUES ('j1'), ('j2') RETURNING note`); r.Status != 200 || string(r.Body) != `[{"note":"j1"},{"note":"j2"}]` {
+		t.Fatalf("rows of a write: %d %s", r.Status, r.Body)
+	}
+	if r := call("tenant-b", `SELECT note FROM entries`); r.Status != 200 || string(r.Body) != `[]` {
+		t.Fatalf("tenant B sees A's rows through QueryJSON: %d %s", r.Status, r.Body)
+	}
+}
+
 func TestTenantIsolationAndSchemaIsolation(t *testing.T) {
 	s, base, name := ledger(t)
 	p := s.Plugins().Lookup(name).Plugin

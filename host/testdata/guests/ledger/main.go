@@ -66,6 +66,24 @@ func init() {
 		}
 		return keel.JSON(200, rows.Maps())
 	}
+	// /sql-json runs the statement twice, rendered by the host (QueryJSON) and by the
+	// guest (Query, Rows.AppendJSONArray), and answers the host's array if both are
+	// the same bytes, 500 with both otherwise.
+	keel.Handle("POST", "/sql-json", func(r *keel.Request) *keel.Response {
+		host, err := keel.DB.QueryJSON(string(r.Body))
+		if err != nil {
+			return report(err)
+		}
+		rows, err := keel.DB.Query(string(r.Body))
+		if err != nil {
+			return report(err)
+		}
+		h, g := host.AppendArray(nil, 0, host.Len()), rows.AppendJSONArray(nil, 0, rows.Len())
+		if string(h) != string(g) {
+			return keel.JSON(500, map[string]string{"host": string(h), "guest": string(g)})
+		}
+		return keel.Bytes(200, "application/json", h)
+	})
 	keel.Handle("POST", "/sql", sql)
 	keel.Handle("POST", "/ro/sql", sql) // declared read_only
 	keel.Handle("POST", "/ro/publish", func(r *keel.Request) *keel.Response {

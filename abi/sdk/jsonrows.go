@@ -1,0 +1,144 @@
+package keel
+
+import (
+	"strconv"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// JSONRows is a query result whose rows the host rendered as JSON objects
+// (DB.QueryJSON).
+type JSONRows struct {
+	Columns []wire.Column
+	objs    [][]byte
+}
+
+// Len is the number of rows.
+func (r *JSONRows) Len() int { return len(r.objs) }
+
+// Object returns row i as one JSON object. The bytes belong to the result: they may be
+// used as a response body but must not be modified.
+func (r *JSONRows) Object(i int) []byte { return r.objs[i] }
+
+// AppendArray appends rows [from, to) as a JSON array of objects.
+func (r *JSONRows) AppendArray(dst []byte, from, to int) []byte {
+	dst = append(dst, '[')
+	for i := from; i < to; i++ {
+		if i > from {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, r.objs[i]...)
+	}
+	return append(dst, ']')
+}
+
+// Value returns the JSON text of column col in row i ("null" for NULL), or nil when
+// the result has no such column.
+func (r *JSONRows) Value(i int, col string) []byte {
+	for j, c := range r.Columns {
+		if c.Name == col {
+			return jsonMember(r.objs[i], j)
+		}
+	}
+	return nil
+}
+
+// Int returns an integer column of row i (0 when NULL, not an integer or unknown).
+func (r *JSONRows) Int(i int, col string) int64 {
+	v := r.Value(i, col)
+	neg := len(v) > 0 && v[0] == '-'
+	if neg {
+		v = v[1:]
+	}
+	if len(v) == 0 || len(v) > 19 {
+		return 0
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return -int64(n-1) - 1
+	case !neg && n < 1<<63:
+		return int64(n)
+	}
+	return 0
+}
+
+// String returns a text column of row i ("" when NULL, not a string or unknown).
+func (r *JSONRows) String(i int, col string) string {
+	v := r.Value(i, col)
+	if len(v) < 2 || v[0] != '"' {
+		return ""
+	}
+	inner := v[1 : len(v)-1]
+	for _, c := range inner {
+		if c == '\\' {
+			// The host writes only escapes Go's quoted-string syntax shares with JSON.
+			s, err := strconv.Unquote(string(v))
+			if err != nil {
+				return ""
+			}
+			return s
+		}
+	}
+	return string(inner)
+}
+
+// jsonMember returns the value of the j-th member of obj, an object as the host
+// renders rows: one string key and one scalar value (null, true, false, a number or a
+// string) per column, no whitespace. It returns nil for anything else.
+func jsonMember(obj []byte, j int) []byte {
+	if len(obj) < 2 || obj[0] != '{' {
+		return nil
+	}
+	i := 1
+	for k := 0; ; k++ {
+		end := skipJSONString(obj, i)
+		if end < 0 || end >= len(obj) || obj[end] != ':' {
+			return nil
+		}
+		start := end + 1
+		if start >= len(obj) {
+			return nil
+		}
+		if obj[start] == '"' {
+			end = skipJSONString(obj, start)
+		} else {
+			end = start
+			for end < len(obj) && obj[end] != ',' && obj[end] != '}' {
+				end++
+			}
+		}
+		if end < 0 || end >= len(obj) || end == start {
+			return nil
+		}
+		if k == j {
+			return obj[start:end]
+		}
+		if obj[end] != ',' {
+			return nil // the object ended before member j
+		}
+		i = end + 1
+	}
+}
+
+// skipJSONString returns the index just past the string that starts at b[i], or -1.
+func skipJSONString(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}

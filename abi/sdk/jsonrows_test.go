@@ -1,0 +1,98 @@
+package keel
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+var jsonRowsCols = []wire.Column{{Name: "s", Type: "text"}, {Name: "n", Type: "int8"}, {Name: "f", Type: "float8"},
+	{Name: "ok", Type: "bool"}, {Name: "raw", Type: "bytea"}, {Name: "at", Type: "timestamptz"},
+	{Name: "price", Type: "numeric"}, {Name: "none", Type: "text"}}
+
+// checkJSONRows renders one row on the host's side (wire.AppendRowJSON) and checks
+// it against the guest's own rendering of the same values after a trip through the
+// wire (Rows.AppendJSON), and the single-column readers against encoding/json.
+func checkJSONRows(t *testing.T, s string, n int64, f float64, ok bool, raw []byte, at time.Time, price string) {
+	t.Helper()
+	row := []any{s, n, f, ok, raw, at, price, nil}
+	host := wire.AppendRowJSON(nil, jsonRowsCols, row)
+
+	enc, err := wire.AppendSQLResult(nil, &wire.SQLResult{Columns: jsonRowsCols, Rows: [][]any{row}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res wire.SQLResult
+	if err := wire.DecodeSQLResultAliased(enc, &res, nil); err != nil {
+		t.Fatal(err)
+	}
+	guest := (&Rows{Columns: res.Columns, Data: res.Rows}).AppendJSON(nil, 0)
+	if !bytes.Equal(host, guest) {
+		t.Fatalf("host and guest render differently:\nhost  %s\nguest %s", host, guest)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(host, &m); err != nil {
+		t.Fatalf("not JSON: %s: %v", host, err)
+	}
+	r := &JSONRows{Columns: jsonRowsCols, objs: [][]byte{host}}
+	if got := r.String(0, "s"); got != m["s"] {
+		t.Fatalf("String(s) = %q, encoding/json reads %q", got, m["s"])
+	}
+	if got := r.Int(0, "n"); got != n {
+		t.Fatalf("Int(n) = %d, want %d", got, n)
+	}
+	for _, c := range jsonRowsCols {
+		v := r.Value(0, c.Name)
+		want, _ := json.Marshal(m[c.Name])
+		var a, b any
+		if json.Unmarshal(v, &a) != nil || json.Unmarshal(want, &b) != nil || !jsonEqual(a, b) {
+			t.Fatalf("Value(%s) = %s, encoding/json reads %s", c.Name, v, want)
+		}
+	}
+	if r.Value(0, "missing") != nil || r.String(0, "none") != "" || r.Int(0, "none") != 0 {
+		t.Fatal("unknown or NULL columns")
+	}
+}
+
+func jsonEqual(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+func TestJSONRows(t *testing.T) {
+	at := time.Date(2026, 12, 2, 18, 41, 8, 123456000, time.UTC)
+	checkJSONRows(t, "plain", 42, 0.5, true, []byte{1, 2}, at, "12.50")
+	checkJSONRows(t, "q\"uo,te}\\ <&> \u2028 \xff", math.MinInt64, math.Inf(-1), false, nil, time.Unix(0, math.MinInt64).UTC(), "NaN")
+	checkJSONRows(t, "", math.MaxInt64, 1e-7, false, []byte{}, at, "-0.5e+3")
+
+	r := &JSONRows{Columns: jsonRowsCols[:2], objs: [][]byte{[]byte(`{"s":"a","n":7}`), []byte(`{"s":"b","n":-8}`)}}
+	if got := string(r.AppendArray([]byte("x"), 0, 2)); got != `x[{"s":"a","n":7},{"s":"b","n":-8}]` {
+		t.Fatalf("AppendArray: %s", got)
+	}
+	if got := string(r.AppendArray(nil, 1, 1)); got != "[]" {
+		t.Fatalf("empty AppendArray: %s", got)
+	}
+	if r.Int(1, "n") != -8 || r.Int(0, "s") != 0 || r.String(0, "n") != "" {
+		t.Fatal("readers of mismatched types")
+	}
+	for _, bad := range []string{``, `{`, `{"s"`, `{"s":`, `{"s":"a"`, `{"s":"a",`, `[1]`, `{"s":}`} {
+		if v := jsonMember([]byte(bad), 1); v != nil {
+			t.Errorf("jsonMember(%q, 1) = %q", bad, v)
+		}
+	}
+}
+
+// FuzzJSONRows: for any values, the host's and the guest's renderings are the same
+// bytes, and JSONRows reads back what encoding/json reads.
+func FuzzJSONRows(f *testing.F) {
+	f.Add("a", int64(1), 0.5, true, []byte{0}, int64(0), "1.5")
+	f.Add("\x00\"\\", int64(-1), -1e21, false, []byte(nil), int64(1<<62), "x")
+	f.Fuzz(func(t *testing.T, s string, n int64, fl float64, ok bool, raw []byte, nanos int64, price string) {
+		checkJSONRows(t, s, n, fl, ok, raw, time.Unix(0, nanos).UTC(), price)
+	})
+}
