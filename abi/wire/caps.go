@@ -290,7 +290,7 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error 
 			r.Rows = append(r.Rows, row)
 		case resRowJSON:
 			if !alias {
-				v = append([]byte(nil), v...)
+				v = append(make([]byte, 0, len(v)), v...) // empty, not nil, as an aliased one
 			}
 			r.JSONRows = append(r.JSONRows, v)
 		case resAffected:
