@@ -120,26 +120,20 @@ func (e *entity) list(r *keel.Request) *keel.Response {
 	}
 	sql := `SELECT ` + e.columns() + ` FROM ` + e.plural + ` WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY ` + sort + `, id LIMIT ` + arg(int64(limit+1))
-	rows, err := keel.DB.Query(sql, args...)
+	rows, err := keel.DB.QueryJSON(sql, args...)
 	if err != nil {
 		return dbFailure(r, "list "+e.plural, err)
 	}
 	n := min(rows.Len(), limit)
 	var next string
 	if rows.Len() > limit {
-		last := rows.Row(n - 1)
-		c := cursor{Sort: sort, ID: last.String("id")}
-		switch v := last.Value(sort).(type) {
-		case time.Time:
-			c.Key = v.Format(time.RFC3339Nano)
-		case string:
-			c.Key = v
-		}
-		next = c.encode()
+		// The sort key as the row renders it: text as is, a time as RFC 3339 in UTC.
+		next = cursor{Sort: sort, ID: rows.String(n-1, "id"), Key: rows.String(n-1, sort)}.encode()
 	}
-	// {"items":[...],"next_cursor":"..."|null}, written directly (see Rows.AppendJSON).
+	// {"items":[...],"next_cursor":"..."|null}, written directly from the rows the
+	// host rendered (DB.QueryJSON).
 	b := append(make([]byte, 0, 256+n*384), `{"items":`...)
-	b = rows.AppendJSONArray(b, 0, n)
+	b = rows.AppendArray(b, 0, n)
 	b = append(b, `,"next_cursor":`...)
 	if next == "" {
 		b = append(b, "null"...)
