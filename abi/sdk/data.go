@@ -82,9 +82,20 @@ func (r Row) Bytes(col string) []byte { b, _ := r.Value(col).([]byte); return b 
 
 // Query runs a statement that returns rows.
 func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
-	in, err := wire.AppendSQLRequest(request(), &wire.SQLRequest{SQL: sql, Params: args})
+	res, err := query("keel: DB.Query", &wire.SQLRequest{SQL: sql, Params: args})
 	if err != nil {
-		return nil, wrapErr("keel: DB.Query", err)
+		return nil, err
+	}
+	return &Rows{Columns: res.Columns, Data: res.Rows}, nil
+}
+
+// query sends a query and decodes its result. One copy of the result (out is the
+// shared scratch buffer); its strings point into the copy instead of each being
+// allocated.
+func query(op string, req *wire.SQLRequest) (*wire.SQLResult, error) {
+	in, err := wire.AppendSQLRequest(request(), req)
+	if err != nil {
+		return nil, wrapErr(op, err)
 	}
 	out, err := callHost(fnSQLQuery, in)
 	sent(in)
@@ -93,12 +104,10 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 	}
 	var res wire.SQLResult
 	resetColumnPositions()
-	// One copy of the result (out is the shared scratch buffer); its strings point
-	// into the copy instead of each being allocated.
 	if err := wire.DecodeSQLResultAliased(append([]byte(nil), out...), &res, intern); err != nil {
 		return nil, err
 	}
-	return &Rows{Columns: res.Columns, Data: res.Rows}, nil
+	return &res, nil
 }
 
 // QueryJSON runs a statement that returns rows, like Query, and has the host render
@@ -108,18 +117,8 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 // which is most of such a handler's time in wasm; it can still read single columns
 // (JSONRows.Int, String, Value).
 func (dbAPI) QueryJSON(sql string, args ...any) (*JSONRows, error) {
-	in, err := wire.AppendSQLRequest(request(), &wire.SQLRequest{SQL: sql, Params: args, JSON: true})
+	res, err := query("keel: DB.QueryJSON", &wire.SQLRequest{SQL: sql, Params: args, JSON: true})
 	if err != nil {
-		return nil, wrapErr("keel: DB.QueryJSON", err)
-	}
-	out, err := callHost(fnSQLQuery, in)
-	sent(in)
-	if err != nil {
-		return nil, err
-	}
-	var res wire.SQLResult
-	resetColumnPositions()
-	if err := wire.DecodeSQLResultAliased(append([]byte(nil), out...), &res, intern); err != nil {
 		return nil, err
 	}
 	objs := res.JSONRows

@@ -1,11 +1,8 @@
 package keel
 
 import (
-	"encoding/base64"
 	"encoding/json"
-	"math"
 	"strconv"
-	"time"
 
 	"github.com/keelhq/keel/abi/wire"
 )
@@ -52,8 +49,8 @@ func (r *Rows) AppendJSONArray(dst []byte, from, to int) []byte {
 }
 
 func appendJSONValue(dst []byte, v any, numeric bool) []byte {
-	if out, ok := wire.AppendJSONResultValue(dst, v, numeric); ok { // what DB.Query returns
-		return out
+	if s, ok := v.(string); ok && numeric && wire.IsJSONNumber(s) {
+		return append(dst, s...)
 	}
 	if out, ok := appendJSONScalar(dst, v); ok {
 		return out
@@ -66,52 +63,31 @@ func appendJSONValue(dst []byte, v any, numeric bool) []byte {
 	return append(dst, b...)
 }
 
-// appendJSONScalar appends v if it is one of the types the SDK renders itself: nil,
-// bool, the integer and float types, string, []byte (base64), time.Time (RFC 3339)
-// and RawJSON. It reports false, appending nothing, for any other type.
+// appendJSONScalar appends v if it is one of the types the SDK renders itself: those
+// of a query result (wire.AppendJSONResultValue: nil, bool, int64, float64, string,
+// []byte as base64, time.Time as RFC 3339), the other integer types and RawJSON. It
+// reports false, appending nothing, for any other type.
 func appendJSONScalar(dst []byte, v any) ([]byte, bool) {
+	if out, ok := wire.AppendJSONResultValue(dst, v, false); ok {
+		return out, true
+	}
 	switch v := v.(type) {
-	case nil:
-		return append(dst, "null"...), true
-	case bool:
-		return strconv.AppendBool(dst, v), true
 	case int:
 		return strconv.AppendInt(dst, int64(v), 10), true
 	case int32:
 		return strconv.AppendInt(dst, int64(v), 10), true
-	case int64:
-		return strconv.AppendInt(dst, v, 10), true
 	case uint32:
 		return strconv.AppendUint(dst, uint64(v), 10), true
 	case uint64:
 		return strconv.AppendUint(dst, v, 10), true
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return appendJSONString(dst, strconv.FormatFloat(v, 'g', -1, 64)), true
-		}
-		return appendJSONFloat(dst, v), true
-	case string:
-		return appendJSONString(dst, v), true
-	case []byte:
-		dst = append(dst, '"')
-		dst = base64.StdEncoding.AppendEncode(dst, v)
-		return append(dst, '"'), true
-	case time.Time:
-		dst = append(dst, '"')
-		dst = v.AppendFormat(dst, time.RFC3339Nano)
-		return append(dst, '"'), true
 	case RawJSON:
 		if !ValidJSON(v) {
 			return dst, false
 		}
 		return append(dst, v...), true
-	default:
-		return dst, false
 	}
+	return dst, false
 }
 
-// appendJSONString and appendJSONFloat are the wire package's, which the host shares
-// for rows it renders.
+// appendJSONString is the wire package's, which the host shares for rows it renders.
 func appendJSONString(dst []byte, s string) []byte { return wire.AppendJSONString(dst, s) }
-
-func appendJSONFloat(dst []byte, f float64) []byte { return wire.AppendJSONFloat(dst, f) }
