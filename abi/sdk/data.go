@@ -82,8 +82,8 @@ func (r Row) Bytes(col string) []byte { b, _ := r.Value(col).([]byte); return b 
 
 // Query runs a statement that returns rows.
 func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
-	res, err := query("keel: DB.Query", &wire.SQLRequest{SQL: sql, Params: args})
-	if err != nil {
+	var res wire.SQLResult
+	if err := query("keel: DB.Query", &wire.SQLRequest{SQL: sql, Params: args}, &res); err != nil {
 		return nil, err
 	}
 	return &Rows{Columns: res.Columns, Data: res.Rows}, nil
@@ -92,7 +92,18 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 // query sends a query and decodes its result. One copy of the result (out is the
 // shared scratch buffer); its strings point into the copy instead of each being
 // allocated.
-func query(op string, req *wire.SQLRequest) (*wire.SQLResult, error) {
+func query(op string, req *wire.SQLRequest, res *wire.SQLResult) error {
+	b, err := queryRaw(op, req)
+	if err != nil {
+		return err
+	}
+	resetColumnPositions()
+	return wire.DecodeSQLResultAliased(b, res, intern)
+}
+
+// queryRaw sends a query and returns the encoded result, copied out of the shared
+// scratch buffer: the caller owns it and may alias it.
+func queryRaw(op string, req *wire.SQLRequest) ([]byte, error) {
 	in, err := wire.AppendSQLRequest(request(), req)
 	if err != nil {
 		return nil, wrapErr(op, err)
@@ -102,12 +113,7 @@ func query(op string, req *wire.SQLRequest) (*wire.SQLResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var res wire.SQLResult
-	resetColumnPositions()
-	if err := wire.DecodeSQLResultAliased(append([]byte(nil), out...), &res, intern); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return append([]byte(nil), out...), nil
 }
 
 // QueryJSON runs a statement that returns rows, like Query, and has the host render
@@ -115,20 +121,33 @@ func query(op string, req *wire.SQLRequest) (*wire.SQLResult, error) {
 // Rows.AppendJSON writes them). A handler that answers with the rows, as most read
 // handlers do, then neither decodes typed values nor formats them in the guest,
 // which is most of such a handler's time in wasm; it can still read single columns
-// (JSONRows.Int, String, Value).
+// (JSONRows.Int, String, Value). The columns' names and types are decoded only if
+// JSONRows.Columns is called.
 func (dbAPI) QueryJSON(sql string, args ...any) (*JSONRows, error) {
-	res, err := query("keel: DB.QueryJSON", &wire.SQLRequest{SQL: sql, Params: args, JSON: true})
+	b, err := queryRaw("keel: DB.QueryJSON", &wire.SQLRequest{SQL: sql, Params: args, JSON: true})
 	if err != nil {
 		return nil, err
 	}
-	objs := res.JSONRows
+	cols, objs, ok, err := wire.SplitSQLResultJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return &JSONRows{colsRaw: cols, objs: objs}, nil
+	}
+	var res wire.SQLResult
+	resetColumnPositions()
+	if err := wire.DecodeSQLResultAliased(b, &res, intern); err != nil {
+		return nil, err
+	}
+	objs = res.JSONRows
 	if len(objs) == 0 && len(res.Rows) > 0 { // a host that predates JSON results answered with values
 		objs = make([][]byte, len(res.Rows))
 		for i, row := range res.Rows {
 			objs[i] = wire.AppendRowJSON(nil, res.Columns, row)
 		}
 	}
-	return &JSONRows{Columns: res.Columns, objs: objs}, nil
+	return &JSONRows{cols: res.Columns, colsDone: true, objs: objs}, nil
 }
 
 // Exec runs a statement and returns the number of rows it affected.

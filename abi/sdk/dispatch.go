@@ -76,7 +76,7 @@ func Handle(method, pattern string, h HandlerFunc) {
 }
 
 // internCache remembers the last string seen for fields that rarely change between
-// calls (tenant, subject, plugin, version), so decoding them does not allocate.
+// calls (tenant, subject, plugin, version, session), so decoding them does not allocate.
 var internCache [8]string
 
 // Positional caches for the repeated lists of a message: the i-th permission,
@@ -155,8 +155,11 @@ func intern(field byte, b []byte) string {
 			lastPattern = p
 			return p
 		}
-	case wire.InternTenant, wire.InternSubject, wire.InternPlugin, wire.InternVersion:
+	case wire.InternTenant, wire.InternSubject, wire.InternPlugin, wire.InternVersion, wire.InternSession:
 		i := field - wire.InternTenant
+		if field == wire.InternSession {
+			i = 4
+		}
 		if internCache[i] == string(b) {
 			return internCache[i]
 		}

@@ -139,6 +139,9 @@ type Response struct {
 	Body    []byte
 
 	commit bool
+	// hdr holds the first headers SetHeader adds to a shared list (jsonHeaders...),
+	// so that a response with an ETag or a Location costs one allocation, not two.
+	hdr [3]wire.KV
 }
 
 // Commit keeps the invocation's database writes and events although the status is an
@@ -148,6 +151,10 @@ func (r *Response) Commit() *Response { r.commit = true; return r }
 
 // SetHeader adds a response header and returns the response for chaining.
 func (r *Response) SetHeader(name, value string) *Response {
+	if n := len(r.Headers); n == cap(r.Headers) && n < len(r.hdr) {
+		// A full list (the helpers' shared ones are): continue in r's own storage.
+		r.Headers = r.hdr[:copy(r.hdr[:], r.Headers)]
+	}
 	r.Headers = append(r.Headers, wire.KV{Name: name, Value: value})
 	return r
 }

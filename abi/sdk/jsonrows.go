@@ -9,8 +9,21 @@ import (
 // JSONRows is a query result whose rows the host rendered as JSON objects
 // (DB.QueryJSON).
 type JSONRows struct {
-	Columns []wire.Column
-	objs    [][]byte
+	colsRaw  []byte // the encoded columns, decoded by Columns on first use
+	cols     []wire.Column
+	colsDone bool
+	objs     [][]byte
+}
+
+// Columns returns the result's columns (names and types, in order). They are decoded
+// on the first call: answering with the rows, or reading columns by name, needs none.
+func (r *JSONRows) Columns() []wire.Column {
+	if !r.colsDone {
+		resetColumnPositions()
+		r.cols, _ = wire.DecodeSQLColumns(r.colsRaw, intern) // the host's encoding; checked by SplitSQLResultJSON's framing
+		r.colsDone = true
+	}
+	return r.cols
 }
 
 // Len is the number of rows.
@@ -35,12 +48,7 @@ func (r *JSONRows) AppendArray(dst []byte, from, to int) []byte {
 // Value returns the JSON text of column col in row i ("null" for NULL), or nil when
 // the result has no such column.
 func (r *JSONRows) Value(i int, col string) []byte {
-	for j, c := range r.Columns {
-		if c.Name == col {
-			return jsonMember(r.objs[i], j)
-		}
-	}
-	return nil
+	return jsonMember(r.objs[i], col)
 }
 
 // Int returns an integer column of row i (0 when NULL, not an integer or unknown).
@@ -89,19 +97,22 @@ func (r *JSONRows) String(i int, col string) string {
 	return string(inner)
 }
 
-// jsonMember returns the value of the j-th member of obj, an object as the host
-// renders rows: one string key and one scalar value (null, true, false, a number or a
-// string) per column, no whitespace. It returns nil for anything else.
-func jsonMember(obj []byte, j int) []byte {
+// jsonMember returns the value of the first member of obj named key, where obj is an
+// object as the host renders rows: one string key (a column name) and one scalar
+// value (null, true, false, a number or a string) per column, no whitespace. It
+// returns nil when there is no such member and for anything else. Keys are the
+// columns' names in order, so the first match is the column Rows.Value would find.
+func jsonMember(obj []byte, key string) []byte {
 	if len(obj) < 2 || obj[0] != '{' {
 		return nil
 	}
 	i := 1
-	for k := 0; ; k++ {
+	for {
 		end := skipJSONString(obj, i)
 		if end < 0 || end >= len(obj) || obj[end] != ':' {
 			return nil
 		}
+		match := jsonKeyIs(obj[i:end], key)
 		start := end + 1
 		if start >= len(obj) {
 			return nil
@@ -117,14 +128,27 @@ func jsonMember(obj []byte, j int) []byte {
 		if end < 0 || end >= len(obj) || end == start {
 			return nil
 		}
-		if k == j {
+		if match {
 			return obj[start:end]
 		}
 		if obj[end] != ',' {
-			return nil // the object ended before member j
+			return nil // the object ended without the member
 		}
 		i = end + 1
 	}
+}
+
+// jsonKeyIs reports whether the quoted JSON string q (quotes included) is key.
+func jsonKeyIs(q []byte, key string) bool {
+	inner := q[1 : len(q)-1]
+	for _, c := range inner {
+		if c == '\\' {
+			// The host writes only escapes Go's quoted-string syntax shares with JSON.
+			s, err := strconv.Unquote(string(q))
+			return err == nil && s == key
+		}
+	}
+	return string(inner) == key
 }
 
 // skipJSONString returns the index just past the string that starts at b[i], or -1.

@@ -38,7 +38,10 @@ func checkJSONRows(t *testing.T, s string, n int64, f float64, ok bool, raw []by
 	if err := json.Unmarshal(host, &m); err != nil {
 		t.Fatalf("not JSON: %s: %v", host, err)
 	}
-	r := &JSONRows{Columns: jsonRowsCols, objs: [][]byte{host}}
+	r := queryJSONVia(t, jsonRowsCols, host)
+	if got := r.Columns(); len(got) != len(jsonRowsCols) || got[0] != jsonRowsCols[0] || got[len(got)-1] != jsonRowsCols[len(got)-1] {
+		t.Fatalf("Columns() = %v, want %v", got, jsonRowsCols)
+	}
 	if got := r.String(0, "s"); got != m["s"] {
 		t.Fatalf("String(s) = %q, encoding/json reads %q", got, m["s"])
 	}
@@ -70,7 +73,7 @@ func TestJSONRows(t *testing.T) {
 	checkJSONRows(t, "q\"uo,te}\\ <&> \u2028 \xff", math.MinInt64, math.Inf(-1), false, nil, time.Unix(0, math.MinInt64).UTC(), "NaN")
 	checkJSONRows(t, "", math.MaxInt64, 1e-7, false, []byte{}, at, "-0.5e+3")
 
-	r := &JSONRows{Columns: jsonRowsCols[:2], objs: [][]byte{[]byte(`{"s":"a","n":7}`), []byte(`{"s":"b","n":-8}`)}}
+	r := queryJSONVia(t, jsonRowsCols[:2], []byte(`{"s":"a","n":7}`), []byte(`{"s":"b","n":-8}`))
 	if got := string(r.AppendArray([]byte("x"), 0, 2)); got != `x[{"s":"a","n":7},{"s":"b","n":-8}]` {
 		t.Fatalf("AppendArray: %s", got)
 	}
@@ -80,11 +83,38 @@ func TestJSONRows(t *testing.T) {
 	if r.Int(1, "n") != -8 || r.Int(0, "s") != 0 || r.String(0, "n") != "" {
 		t.Fatal("readers of mismatched types")
 	}
-	for _, bad := range []string{``, `{`, `{"s"`, `{"s":`, `{"s":"a"`, `{"s":"a",`, `[1]`, `{"s":}`} {
-		if v := jsonMember([]byte(bad), 1); v != nil {
-			t.Errorf("jsonMember(%q, 1) = %q", bad, v)
+	for _, bad := range []string{``, `{`, `{"s"`, `{"s":`, `{"s":"a"`, `{"s":"a",`, `[1]`, `{"s":}`, `{"s":"a","t"`, `{"s":"a","t":`} {
+		if v := jsonMember([]byte(bad), "t"); v != nil {
+			t.Errorf("jsonMember(%q, t) = %q", bad, v)
 		}
 	}
+	if v := jsonMember([]byte(`{"s":}`), "s"); v != nil {
+		t.Errorf("a member without a value: %q", v)
+	}
+
+	// Column names that JSON must escape are found by their unescaped names; the
+	// first of two columns of one name is the one read, as Rows.Value reads it.
+	odd := []wire.Column{{Name: `we"ird`, Type: "int8"}, {Name: "a\\b", Type: "int8"}, {Name: "dup", Type: "int8"}, {Name: "dup", Type: "int8"}}
+	obj := wire.AppendRowJSON(nil, odd, []any{int64(1), int64(2), int64(3), int64(4)})
+	r = queryJSONVia(t, odd, obj)
+	if r.Int(0, `we"ird`) != 1 || r.Int(0, "a\\b") != 2 || r.Int(0, "dup") != 3 || r.Value(0, "we") != nil {
+		t.Fatalf("escaped or repeated names in %s", obj)
+	}
+}
+
+// queryJSONVia runs DB.QueryJSON against a host answering with cols and objs, encoded
+// as the host encodes them.
+func queryJSONVia(t *testing.T, cols []wire.Column, objs ...[]byte) *JSONRows {
+	t.Helper()
+	withSQLHost(t, &wire.SQLResult{Columns: cols, JSONRows: objs})
+	r, err := DB.QueryJSON("SELECT 1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Len() != len(objs) {
+		t.Fatalf("%d rows, want %d", r.Len(), len(objs))
+	}
+	return r
 }
 
 // FuzzJSONRows: for any values, the host's and the guest's renderings are the same

@@ -249,6 +249,20 @@ func DecodeSQLResultAliased(b []byte, r *SQLResult, intern Interner) error {
 
 func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error {
 	*r = SQLResult{}
+	// Size the lists once: grown by append, a result of fourteen columns cost five
+	// allocations and copies for its columns alone, the largest share of a one-row
+	// read's decoding in a wasm guest. Counting the top-level fields is cheap.
+	// Lists stay nil when empty, as before.
+	cols, rows, objs := countResultFields(b)
+	if cols > 0 {
+		r.Columns = make([]Column, 0, cols)
+	}
+	if rows > 0 {
+		r.Rows = make([][]any, 0, rows)
+	}
+	if objs > 0 {
+		r.JSONRows = make([][]byte, 0, objs)
+	}
 	rd := NewReader(b)
 	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
 		switch tag {
@@ -300,6 +314,79 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error 
 		}
 	}
 	return wrap("sql result", rd.Err())
+}
+
+// SplitSQLResultJSON reads a result of JSON rows (SQLRequest.JSON) without decoding
+// its columns: it returns the encoded run of column fields, for DecodeSQLColumns if
+// the columns are ever needed, and the rows, aliasing b. A guest answering with the
+// rows never needs them (the objects carry the names), and decoding a dozen nested
+// columns was most of a one-row read's decoding in wasm.
+//
+// ok is false, with no error, when b holds typed rows (a host that predates JSON
+// results) or column fields that are not one run: decode it whole then.
+func SplitSQLResultJSON(b []byte) (columns []byte, rows [][]byte, ok bool, err error) {
+	_, typed, objs := countResultFields(b)
+	if typed > 0 {
+		return nil, nil, false, nil
+	}
+	if objs > 0 {
+		rows = make([][]byte, 0, objs)
+	}
+	rd := NewReader(b)
+	start, end, runs := 0, 0, 0
+	prevColumn := false
+	for {
+		off := len(b) - len(rd.b)
+		tag, v, more := rd.Next()
+		if !more {
+			break
+		}
+		switch tag {
+		case resColumn:
+			if !prevColumn {
+				runs++
+				start = off
+			}
+			end = len(b) - len(rd.b)
+		case resRowJSON:
+			rows = append(rows, v)
+		case resAffected:
+			_, ierr := Int(v)
+			rd.Fail(ierr)
+		}
+		prevColumn = tag == resColumn
+	}
+	if err := rd.Err(); err != nil {
+		return nil, nil, false, wrap("sql result", err)
+	}
+	if runs > 1 {
+		return nil, nil, false, nil
+	}
+	return b[start:end], rows, true, nil
+}
+
+// DecodeSQLColumns decodes the column fields SplitSQLResultJSON returned.
+func DecodeSQLColumns(b []byte, intern Interner) ([]Column, error) {
+	var r SQLResult
+	err := decodeSQLResult(b, &r, intern, true)
+	return r.Columns, err
+}
+
+// countResultFields counts the columns, typed rows and JSON rows of an encoded
+// result, stopping at the first malformed field (the decoder reports it).
+func countResultFields(b []byte) (cols, rows, objs int) {
+	rd := NewReader(b)
+	for tag, _, ok := rd.Next(); ok; tag, _, ok = rd.Next() {
+		switch tag {
+		case resColumn:
+			cols++
+		case resRow:
+			rows++
+		case resRowJSON:
+			objs++
+		}
+	}
+	return cols, rows, objs
 }
 
 // Fields holds a small flat message decoded by tag: the inputs and outputs of the

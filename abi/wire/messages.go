@@ -286,6 +286,8 @@ const (
 	// keeps the bytes (they alias the message) and decodes them when asked, with
 	// HeaderFields; the decoder then skips the run and leaves Headers without them.
 	InternHeaderRun = 108
+	// InternSession is the session id: the same on every call made with one token.
+	InternSession = 109
 )
 
 // HeaderRunKept is an Interner's answer to InternHeaderRun; see there.
@@ -333,7 +335,7 @@ func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 		case ctxVersion:
 			c.Version = intern(InternVersion, v)
 		case ctxSession:
-			c.Session = string(v)
+			c.Session = intern(InternSession, v)
 		}
 	}
 	return wrap("call context", r.Err())

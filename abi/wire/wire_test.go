@@ -257,6 +257,20 @@ func FuzzDecodeCapabilities(f *testing.F) {
 		if (err == nil) != (err3 == nil) || (err == nil && !reflect.DeepEqual(res, res3)) {
 			t.Fatalf("aliased decoding differs: %v / %v", err, err3)
 		}
+		// The guest's deferred reading of JSON results agrees with the full decoding.
+		cols, objs, ok, serr := SplitSQLResultJSON(b)
+		if err == nil && serr != nil {
+			t.Fatalf("split refuses what decoding accepts: %v", serr)
+		}
+		if serr == nil && ok {
+			c, cerr := DecodeSQLColumns(cols, nil)
+			if (err == nil) != (cerr == nil) {
+				t.Fatalf("deferred columns: %v, full decoding: %v", cerr, err)
+			}
+			if err == nil && (len(res.Rows) > 0 || !reflect.DeepEqual(c, res.Columns) || !reflect.DeepEqual(objs, res.JSONRows)) {
+				t.Fatalf("split differs from decoding: %v %q / %v %q", c, objs, res.Columns, res.JSONRows)
+			}
+		}
 		f, ferr := DecodeFields(b)
 		if ferr == nil {
 			_, _ = f.Int(1, 0)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -71,6 +72,20 @@ type loadResult struct {
 	p50, p99 time.Duration
 	total    int64
 	errors   int64
+	// cpu is this process's CPU time (user and system, every thread) per request:
+	// the host, the guests and the load generator, without PostgreSQL or Redis, which
+	// run in their own processes. Throughput on a shared machine swings with the
+	// neighbours; CPU per request much less, so it is the figure to compare changes by.
+	cpu time.Duration
+}
+
+// processCPU returns the CPU time this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // load drives POST requests with body at addr+path over conns keep-alive connections
@@ -117,7 +132,7 @@ func drive(addr, method, path string, body []byte, conns int, dur time.Duration,
 		count, failed atomic.Int64
 		stop          = make(chan struct{})
 	)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for i := 0; i < conns; i++ {
 		wg.Add(1)
 		go func() {
@@ -157,8 +172,12 @@ func drive(addr, method, path string, body []byte, conns int, dur time.Duration,
 	close(stop)
 	wg.Wait()
 	<-done
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	sortDurations(lats)
+	var perReq time.Duration
+	if n := count.Load(); n > 0 {
+		perReq = cpu / time.Duration(n)
+	}
 	return loadResult{rps: float64(count.Load()) / elapsed.Seconds(), p50: percentile(lats, 50), p99: percentile(lats, 99),
-		total: count.Load(), errors: failed.Load()}, derr
+		total: count.Load(), errors: failed.Load(), cpu: perReq}, derr
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/valyala/fasthttp"
 
+	"github.com/keelhq/keel/abi/wire"
 	"github.com/keelhq/keel/bridges/postgres/pgtest"
 	"github.com/keelhq/keel/host/internal/config"
 	"github.com/keelhq/keel/host/internal/server"
@@ -159,6 +160,9 @@ func benchPlatform(ctx context.Context, logger *slog.Logger, dur time.Duration, 
 	}
 	var cust struct{ ID string }
 	json.Unmarshal(b, &cust)
+	if err := serialCPU(ctx, srv, pool, cust.ID); err != nil {
+		return err
+	}
 	ok := func(r *fasthttp.Response) bool { return r.StatusCode() == 200 }
 	best := map[string]loadResult{}
 	for round := 0; round < 2; round++ {
@@ -180,5 +184,64 @@ func benchPlatform(ctx context.Context, logger *slog.Logger, dur time.Duration, 
 	record(fmt.Sprintf("authenticated GET customer (%d conns)", conns), fmt.Sprintf("%.0f req/s", p.rps), fmt.Sprintf("native %.0f req/s", n.rps),
 		fmt.Sprintf("%.2f×", p.rps/n.rps), "≥ 0.7×")
 	record("authenticated GET customer p99", ms(p.p99), "native "+ms(n.p99), fmt.Sprintf("%.2f×", float64(p.p99)/float64(n.p99)), "")
+	record("authenticated GET customer, CPU per request", us(p.cpu), "native "+us(n.cpu), fmt.Sprintf("%.2f×", float64(p.cpu)/float64(n.cpu)), "")
+	return nil
+}
+
+// serialCPU compares, one call at a time, the process's CPU time for master-data's GET
+// customer called through the runtime (no HTTP, no gateway: the wasm call, the guest,
+// the SQL capability) with the native handler's query alone. It isolates what the
+// plugin path adds from the HTTP server and the load generator that both paths share.
+func serialCPU(ctx context.Context, srv *server.Server, pool *pgxpool.Pool, id string) error {
+	gen := srv.Plugins().Lookup("master-data")
+	if gen == nil {
+		return fmt.Errorf("master-data is not active")
+	}
+	req := &wire.HTTPRequest{Method: "GET", Path: "/customers/" + id, Route: "/customers/:id",
+		Params:  []wire.KV{{Name: "id", Value: id}},
+		Headers: []wire.KV{{Name: "host", Value: "127.0.0.1"}, {Name: "user-agent", Value: "keelbench"}, {Name: "x-tenant-id", Value: "acme"}},
+		Ctx: wire.CallContext{RequestID: "bench", Tenant: "acme", Subject: "bench",
+			Permissions: []string{"master-data.customer.read", "master-data.customer.write"}}}
+	buf := make([]byte, 0, 4096)
+	plugin := func() error {
+		r, err := gen.Plugin.HTTP(ctx, req, buf)
+		if err == nil && r.Status != 200 {
+			err = fmt.Errorf("plugin GET: %d %s", r.Status, r.Body)
+		}
+		return err
+	}
+	native := func() error {
+		var cid, code, name, email string
+		var version int64
+		b := &pgx.Batch{}
+		b.Queue(`SELECT set_config('role', 'keel_plg_master_data', true), set_config('app.tenant_id', $1, true), set_config('transaction_read_only', 'on', true)`, "acme")
+		b.Queue(`SELECT id::text, code, name, coalesce(email, ''), version FROM plg_master_data.customers WHERE id = $1 AND deleted_at IS NULL`,
+			id).QueryRow(func(r pgx.Row) error { return r.Scan(&cid, &code, &name, &email, &version) })
+		if err := pool.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		_, err := json.Marshal(map[string]any{"id": cid, "code": code, "name": name, "email": email, "version": version})
+		return err
+	}
+	const n = 4000
+	var tp, tn time.Duration
+	for round := 0; round < 4; round++ { // alternate, so both see the same machine
+		for _, x := range []struct {
+			f func() error
+			t *time.Duration
+		}{{plugin, &tp}, {native, &tn}} {
+			c0 := processCPU()
+			for i := 0; i < n; i++ {
+				if err := x.f(); err != nil {
+					return err
+				}
+			}
+			if round > 0 { // the first round warms up
+				*x.t += processCPU() - c0
+			}
+		}
+	}
+	tp, tn = tp/(3*n), tn/(3*n)
+	record("GET customer one at a time, CPU per call", us(tp), "native "+us(tn), fmt.Sprintf("%.2f×", float64(tp)/float64(tn)), "")
 	return nil
 }

@@ -1,0 +1,105 @@
+package keel
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/keelhq/keel/abi/wire"
+)
+
+// The read path every business plugin has: one row by id through DB.QueryJSON, an
+// ETag from its version, the host-rendered object as the body. Shaped like
+// master-data's GET /customers/:id (fourteen columns, the version twelfth).
+
+var getPathColumns = []wire.Column{
+	{Name: "id", Type: "uuid"}, {Name: "code", Type: "text"}, {Name: "name", Type: "text"}, {Name: "email", Type: "text"},
+	{Name: "phone", Type: "text"}, {Name: "country", Type: "text"}, {Name: "currency", Type: "text"}, {Name: "tax_id", Type: "text"},
+	{Name: "credit_limit", Type: "numeric"}, {Name: "status", Type: "text"}, {Name: "notes", Type: "text"},
+	{Name: "version", Type: "int8"}, {Name: "created_at", Type: "timestamptz"}, {Name: "updated_at", Type: "timestamptz"},
+}
+
+const getPathRow = `{"id":"3f2c1a9e-8b7d-4c6e-9f01-23456789abcd","code":"C-1","name":"Ada Lovelace","email":"ada@example.com",` +
+	`"phone":null,"country":"GB","currency":"GBP","tax_id":null,"credit_limit":1500.00,"status":"active","notes":null,` +
+	`"version":7,"created_at":"2026-12-04T10:00:00Z","updated_at":"2026-12-04T10:05:00Z"}`
+
+func init() {
+	Handle("GET", "/customers/:id", func(r *Request) *Response {
+		if !r.Call().HasPermission("master-data.customer.read") {
+			return Error(403, "forbidden", "no")
+		}
+		rows, err := DB.QueryJSON(`SELECT id, code, name FROM customers WHERE id = $1 AND deleted_at IS NULL`, r.Param("id"))
+		if err != nil {
+			return Error(500, "db", err.Error())
+		}
+		if rows.Len() == 0 {
+			return Error(404, "not_found", "no customer")
+		}
+		tag := `"` + strconv.FormatInt(rows.Int(0, "version"), 10) + `"`
+		if inm := r.Header("If-None-Match"); inm != "" && strings.TrimPrefix(inm, "W/") == tag {
+			return (&Response{Status: 304}).SetHeader("ETag", tag)
+		}
+		return Bytes(200, "application/json", rows.Object(0)).SetHeader("ETag", tag)
+	})
+}
+
+// withSQLHost answers keel:sql/v1.query with result for the duration of a test.
+func withSQLHost(tb testing.TB, result *wire.SQLResult) {
+	enc, err := wire.AppendSQLResult(nil, result)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	testHost = func(fn hostFn, in []byte) ([]byte, error) {
+		if fn != fnSQLQuery {
+			return nil, &HostError{Code: wire.CodeUnsupported, Op: importNames[fn], Message: "not in this test"}
+		}
+		var req wire.SQLRequest
+		if err := wire.DecodeSQLRequest(in, &req); err != nil || !req.JSON {
+			return nil, &HostError{Code: wire.CodeInvalid, Op: importNames[fn], Message: "unexpected request"}
+		}
+		return enc, nil
+	}
+	tb.Cleanup(func() { testHost = nil })
+}
+
+func getPathRequest() []byte {
+	return wire.AppendHTTPRequest(nil, &wire.HTTPRequest{Method: "GET", Path: "/customers/3f2c1a9e-8b7d-4c6e-9f01-23456789abcd",
+		Route: "/customers/:id", Params: []wire.KV{{Name: "id", Value: "3f2c1a9e-8b7d-4c6e-9f01-23456789abcd"}},
+		Headers: []wire.KV{{Name: "host", Value: "127.0.0.1:8080"}, {Name: "user-agent", Value: "curl/8.0"}, {Name: "x-tenant-id", Value: "acme"}},
+		Ctx: wire.CallContext{RequestID: "01JEXAMPLE", Tenant: "acme", Subject: "3b0f5c3e-0000-4000-8000-000000000001",
+			Permissions: []string{"master-data.customer.read", "master-data.customer.write", "audit.read", "configuration.read"},
+			Deadline:    1, Plugin: "master-data", Version: "1.1.1", Session: "s-1"}})
+}
+
+func TestGetPath(t *testing.T) {
+	withSQLHost(t, &wire.SQLResult{Columns: getPathColumns, JSONRows: [][]byte{[]byte(getPathRow)}})
+	in := getPathRequest()
+	for i := 0; i < 3; i++ { // repeated: the positional caches must not change the answer
+		var resp wire.HTTPResponse
+		if err := wire.DecodeHTTPResponse(dispatchHTTP(in, nil), &resp); err != nil {
+			t.Fatal(err)
+		}
+		var etag string
+		for _, h := range resp.Headers {
+			if h.Name == "ETag" {
+				etag = h.Value
+			}
+		}
+		if resp.Status != 200 || string(resp.Body) != getPathRow || etag != `"7"` {
+			t.Fatalf("call %d: %d %q etag %q", i, resp.Status, resp.Body, etag)
+		}
+	}
+}
+
+// BenchmarkGetPath reports the guest-side cost of the read path natively; its
+// allocations per call are the wasm build's too, and each costs far more there (see
+// bench/RESULTS.md, "Cold caches").
+func BenchmarkGetPath(b *testing.B) {
+	withSQLHost(b, &wire.SQLResult{Columns: getPathColumns, JSONRows: [][]byte{[]byte(getPathRow)}})
+	in := getPathRequest()
+	out := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		out = dispatchHTTP(in, out[:0])
+	}
+}
