@@ -18,8 +18,3 @@ func callHost(fn hostFn, in []byte) ([]byte, error) {
 	}
 	return nil, &HostError{Code: wire.CodeUnsupported, Op: importNames[fn], Message: "not running inside a Keel host"}
 }
-
-// testHost, when set by a test of this package, answers the capability calls in place
-// of a host, so that handler paths that use capabilities can be tested and benchmarked
-// natively (allocations per call are the same as in the wasm build).
-var testHost func(fn hostFn, in []byte) ([]byte, error)
