@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -48,7 +49,25 @@ type Route struct {
 	// transaction with the tenant set (one round trip, no BEGIN or COMMIT), writes
 	// refused by PostgreSQL, and no events published. For handlers that only read.
 	ReadOnly bool `json:"read_only,omitempty"`
+	// Prefetch, on a read_only route, is the route's lookup statement: the host runs it
+	// before it hands the request to an instance and passes the rows in with it, so that
+	// no instance is held while the database answers. See Prefetch.
+	Prefetch *Prefetch `json:"prefetch,omitempty"`
 }
+
+// Prefetch declares the statement a read_only route's handler runs first. The host runs
+// it with DB.QueryJSON's request (SQL, the named route parameters as text arguments
+// $1, $2, ..., rows as JSON) through the same SQL capability, tenant and checks; the
+// SDK answers the handler's own DB.QueryJSON from it when the handler's request is
+// byte for byte the same, and otherwise asks the host as usual. A statement that fails
+// is simply not passed on.
+type Prefetch struct {
+	SQL    string   `json:"sql"`
+	Params []string `json:"params,omitempty"` // route parameter names, in $n order
+}
+
+// MaxPrefetchSQL bounds a declared prefetch statement.
+const MaxPrefetchSQL = 16 << 10
 
 // Limits bound what one instance and one call may consume. Zero values take defaults.
 type Limits struct {
@@ -158,6 +177,23 @@ func (m *Manifest) Validate() error {
 		}
 		if r.Public && r.Permission != "" {
 			bad("%s: a public route cannot require a permission", where)
+		}
+		if pf := r.Prefetch; pf != nil {
+			switch {
+			case !r.ReadOnly:
+				bad("%s: prefetch needs a read_only route (its statement runs before the handler, on its own)", where)
+			case !m.Capabilities.SQL:
+				bad("%s: prefetch needs the sql capability", where)
+			case strings.TrimSpace(pf.SQL) == "" || len(pf.SQL) > MaxPrefetchSQL:
+				bad("%s: prefetch.sql must be a statement of at most %d bytes", where, MaxPrefetchSQL)
+			case len(pf.Params) > 16:
+				bad("%s: prefetch.params: at most 16", where)
+			}
+			for _, name := range pf.Params {
+				if !slices.Contains(strings.Split(r.Path, "/"), ":"+name) {
+					bad("%s: prefetch.params: %q is not a parameter of the path", where, name)
+				}
+			}
 		}
 	}
 	errs = append(errs, m.Capabilities.validate(m.Name)...)

@@ -26,6 +26,17 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+func TestParsePrefetch(t *testing.T) {
+	m, err := Parse([]byte(`{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"sql":true},
+		"routes":[{"method":"GET","path":"/a/:tenant/b/:id","read_only":true,"prefetch":{"sql":"SELECT * FROM b WHERE id = $1 AND t = $2","params":["id","tenant"]}}],"limits":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pf := m.Routes[0].Prefetch; pf == nil || pf.SQL == "" || len(pf.Params) != 2 || pf.Params[1] != "tenant" {
+		t.Fatalf("prefetch %+v", m.Routes[0].Prefetch)
+	}
+}
+
 func TestParseRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name, json, want string
@@ -56,6 +67,11 @@ func TestParseRejects(t *testing.T) {
 		{"secret default", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"config":[{"key":"pw","secret":true,"default":"x"}]},"limits":{}}`, `cannot have a default`},
 		{"cache class", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"cache":{"classes":{"x":"forever"}}},"limits":{}}`, `capabilities.cache.classes`},
 		{"type", `{"name":"ab","version":"1.0.0","abi":"1","limits":{}}`, `cannot unmarshal`},
+		{"prefetch not read_only", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"sql":true},"routes":[{"method":"GET","path":"/a/:id","prefetch":{"sql":"SELECT 1","params":["id"]}}],"limits":{}}`, `prefetch needs a read_only route`},
+		{"prefetch without sql", `{"name":"ab","version":"1.0.0","abi":1,"routes":[{"method":"GET","path":"/a/:id","read_only":true,"prefetch":{"sql":"SELECT 1"}}],"limits":{}}`, `prefetch needs the sql capability`},
+		{"prefetch empty", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"sql":true},"routes":[{"method":"GET","path":"/a/:id","read_only":true,"prefetch":{"sql":"  "}}],"limits":{}}`, `prefetch.sql must be`},
+		{"prefetch param", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"sql":true},"routes":[{"method":"GET","path":"/a/:id","read_only":true,"prefetch":{"sql":"SELECT 1","params":["key"]}}],"limits":{}}`, `"key" is not a parameter of the path`},
+		{"prefetch field", `{"name":"ab","version":"1.0.0","abi":1,"capabilities":{"sql":true},"routes":[{"method":"GET","path":"/a/:id","read_only":true,"prefetch":{"query":"SELECT 1"}}],"limits":{}}`, `unknown field "query"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.json))

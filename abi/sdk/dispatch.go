@@ -252,7 +252,8 @@ func dispatchHTTP(in, out []byte) []byte {
 	}
 	req.Method, req.Path, req.Route, req.Body = req.raw.Method, req.raw.Path, req.raw.Route, req.raw.Body
 	current = &req.raw.Ctx
-	defer func() { current = nil }()
+	prefetchedReq, prefetchedRes = req.raw.Prefetch, req.raw.PrefetchResult // alias in
+	defer func() { current, prefetchedReq, prefetchedRes = nil, nil, nil }()
 
 	rt := lastRoute
 	if rt == nil || rt.method != req.Method || rt.pattern != req.Route {

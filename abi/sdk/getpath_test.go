@@ -103,3 +103,69 @@ func BenchmarkGetPath(b *testing.B) {
 		out = dispatchHTTP(in, out[:0])
 	}
 }
+
+// TestPrefetchAnswersTheSameQuery: a request carrying the route's prefetched lookup
+// answers the handler's identical DB.QueryJSON without asking the host, once; a
+// different statement or argument asks the host as usual.
+func TestPrefetchAnswersTheSameQuery(t *testing.T) {
+	const id = "3f2c1a9e-8b7d-4c6e-9f01-23456789abcd"
+	result, err := wire.AppendSQLResult(nil, &wire.SQLResult{Columns: getPathColumns, JSONRows: [][]byte{[]byte(getPathRow)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(sql, arg string) []byte {
+		b, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: sql, Params: []any{arg}, JSON: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const handlerSQL = `SELECT id, code, name FROM customers WHERE id = $1 AND deleted_at IS NULL`
+	for _, tc := range []struct {
+		name      string
+		prefetch  []byte
+		hostCalls int
+	}{
+		{"identical", request(handlerSQL, id), 0},
+		{"other statement", request(handlerSQL+" ", id), 1},
+		{"other argument", request(handlerSQL, "00000000-0000-4000-8000-000000000000"), 1},
+		{"none", nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			withSQLHost(t, &wire.SQLResult{Columns: getPathColumns, JSONRows: [][]byte{[]byte(getPathRow)}})
+			answer := testHost
+			testHost = func(fn hostFn, in []byte) ([]byte, error) { calls++; return answer(fn, in) }
+			req := wire.HTTPRequest{Method: "GET", Path: "/customers/" + id, Route: "/customers/:id",
+				Params: []wire.KV{{Name: "id", Value: id}}, Ctx: wire.CallContext{Tenant: "acme", Permissions: []string{"master-data.customer.read"}}}
+			if tc.prefetch != nil {
+				req.Prefetch, req.PrefetchResult = tc.prefetch, result
+			}
+			var resp wire.HTTPResponse
+			if err := wire.DecodeHTTPResponse(dispatchHTTP(wire.AppendHTTPRequest(nil, &req), nil), &resp); err != nil {
+				t.Fatal(err)
+			}
+			if resp.Status != 200 || string(resp.Body) != getPathRow || calls != tc.hostCalls {
+				t.Fatalf("%d %q after %d host calls, want 200 and %d", resp.Status, resp.Body, calls, tc.hostCalls)
+			}
+			if prefetchedReq != nil || prefetchedRes != nil {
+				t.Fatal("the prefetched lookup outlived its call")
+			}
+		})
+	}
+	// Used once: a second identical query in the same call asks the host.
+	prefetchedReq, prefetchedRes = request(handlerSQL, id), result
+	calls := 0
+	withSQLHost(t, &wire.SQLResult{Columns: getPathColumns, JSONRows: [][]byte{[]byte(getPathRow)}})
+	answer := testHost
+	testHost = func(fn hostFn, in []byte) ([]byte, error) { calls++; return answer(fn, in) }
+	for i := 0; i < 2; i++ {
+		if r, err := DB.QueryJSON(handlerSQL, id); err != nil || r.Len() != 1 || r.Int(0, "version") != 7 {
+			t.Fatalf("query %d: %v", i, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("%d host calls for two identical queries with one prefetch, want 1", calls)
+	}
+	prefetchedReq, prefetchedRes = nil, nil
+}

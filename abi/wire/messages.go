@@ -107,18 +107,24 @@ type HTTPRequest struct {
 	Headers []KV
 	Body    []byte
 	Ctx     CallContext
+	// Prefetch is the encoded keel:sql/v1 query request of the route's declared lookup
+	// (manifest prefetch) that the host ran before the call, and PrefetchResult its
+	// encoded result; both empty when the route declares none or the statement failed.
+	Prefetch, PrefetchResult []byte
 }
 
 // Field tags of HTTPRequest.
 const (
-	reqMethod = 1
-	reqPath   = 2
-	reqRoute  = 3
-	reqQuery  = 4
-	reqParam  = 5
-	reqHeader = 6
-	reqBody   = 7
-	reqCtx    = 8
+	reqMethod         = 1
+	reqPath           = 2
+	reqRoute          = 3
+	reqQuery          = 4
+	reqParam          = 5
+	reqHeader         = 6
+	reqBody           = 7
+	reqCtx            = 8
+	reqPrefetch       = 9
+	reqPrefetchResult = 10
 )
 
 // AppendHTTPRequest appends the encoding of r to dst.
@@ -136,6 +142,10 @@ func AppendHTTPRequest(dst []byte, r *HTTPRequest) []byte {
 		dst = AppendPair(dst, reqHeader, h.Name, h.Value)
 	}
 	dst = AppendField(dst, reqBody, r.Body)
+	if len(r.Prefetch) > 0 {
+		dst = AppendField(dst, reqPrefetch, r.Prefetch)
+		dst = AppendField(dst, reqPrefetchResult, r.PrefetchResult)
+	}
 	return AppendCallContext(dst, reqCtx, &r.Ctx)
 }
 
@@ -168,6 +178,10 @@ func DecodeHTTPRequest(b []byte, r *HTTPRequest) error {
 			}
 		case reqBody:
 			r.Body = append([]byte(nil), v...)
+		case reqPrefetch:
+			r.Prefetch = append([]byte(nil), v...)
+		case reqPrefetchResult:
+			r.PrefetchResult = append([]byte(nil), v...)
 		case reqCtx:
 			rd.Fail(DecodeCallContext(v, &r.Ctx))
 		}
@@ -181,8 +195,8 @@ func DecodeHTTPRequest(b []byte, r *HTTPRequest) error {
 type Interner func(field byte, b []byte) string
 
 // DecodeHTTPRequestInto is DecodeHTTPRequest for the guest's hot path: strings go
-// through intern, and Body aliases b instead of being copied. The caller must not let
-// Body outlive b.
+// through intern, and Body, Prefetch and PrefetchResult alias b instead of being
+// copied. The caller must not let them outlive b.
 func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 	*r = HTTPRequest{Params: r.Params[:0], Headers: r.Headers[:0], Ctx: CallContext{Permissions: r.Ctx.Permissions[:0]}}
 	rd := NewReader(b)
@@ -229,6 +243,10 @@ func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
 			}
 		case reqBody:
 			r.Body = v
+		case reqPrefetch:
+			r.Prefetch = v
+		case reqPrefetchResult:
+			r.PrefetchResult = v
 		case reqCtx:
 			rd.Fail(decodeCallContextInto(v, &r.Ctx, intern))
 		}

@@ -11,9 +11,10 @@ import (
 func sampleRequest() *HTTPRequest {
 	return &HTTPRequest{
 		Method: "POST", Path: "/customers/42", Route: "/customers/:id", Query: "a=1&b=2",
-		Params:  []KV{{"id", "42"}},
-		Headers: []KV{{"content-type", "application/json"}, {"x-multi", "1"}, {"x-multi", "2"}},
-		Body:    []byte(`{"name":"Ada"}`),
+		Params:   []KV{{"id", "42"}},
+		Headers:  []KV{{"content-type", "application/json"}, {"x-multi", "1"}, {"x-multi", "2"}},
+		Body:     []byte(`{"name":"Ada"}`),
+		Prefetch: []byte("encoded sql request"), PrefetchResult: []byte("encoded sql result"),
 		Ctx: CallContext{RequestID: "r1", Tenant: "t1", Subject: "u1", Permissions: []string{"a", "b"},
 			Deadline: 1234567890, Plugin: "master-data", Version: "1.0.0"},
 	}
@@ -306,6 +307,7 @@ func sameRequest(a, b *HTTPRequest) bool {
 	ca, cb := a.Ctx, b.Ctx
 	ca.Permissions, cb.Permissions = nil, nil
 	return a.Method == b.Method && a.Path == b.Path && a.Route == b.Route && a.Query == b.Query &&
-		string(a.Body) == string(b.Body) && kvs(a.Params, b.Params) && kvs(a.Headers, b.Headers) &&
+		string(a.Body) == string(b.Body) && string(a.Prefetch) == string(b.Prefetch) &&
+		string(a.PrefetchResult) == string(b.PrefetchResult) && kvs(a.Params, b.Params) && kvs(a.Headers, b.Headers) &&
 		strs(a.Ctx.Permissions, b.Ctx.Permissions) && reflect.DeepEqual(ca, cb)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keelhq/keel/abi/manifest"
 	"github.com/keelhq/keel/abi/wire"
 )
 
@@ -15,7 +16,23 @@ import (
 // passed to concurrent calls.
 func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*wire.HTTPResponse, error) {
 	var resp wire.HTTPResponse
-	ro := p.readOnly[routeKey{req.Method, req.Route}]
+	key := routeKey{req.Method, req.Route}
+	ro := p.readOnly[key]
+	req.Prefetch, req.PrefetchResult = nil, nil // a retry on the next generation runs its own
+	if pf := p.prefetch[key]; pf != nil {
+		// The lookup and the call share one deadline, as if the handler had run it.
+		deadline := p.runPrefetch(ctx, pf, req)
+		if !time.Now().Before(deadline) {
+			// The lookup took the whole deadline: answer as a call that ran out of
+			// time, without starting the guest only to interrupt it.
+			p.engine.metrics.Failure(p.manifest.Name, ReasonTimeout)
+			return nil, &CallError{Plugin: p.manifest.Name, Export: exportNames[exHTTP], Reason: ReasonTimeout,
+				Err: errors.New("the route's declared lookup used up the call's deadline")}
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	err := p.invoke(ctx, exHTTP, &req.Ctx, ro, func(cc *wire.CallContext) []byte {
 		return wire.AppendHTTPRequest(buf[:0], req)
 	}, func(out []byte) (bool, bool, error) {
@@ -29,6 +46,50 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 		return nil, err
 	}
 	return &resp, nil
+}
+
+// runPrefetch runs a read_only route's declared lookup (manifest prefetch) through the
+// SQL capability, in a unit of work of its own, before the call takes an instance, and
+// attaches the encoded request and result to req for the SDK to answer the handler's
+// identical query from. An instance is then held only while the guest computes, not
+// while the database answers, so concurrent requests keep fewer instances (and their
+// memory) in rotation. A read_only route's statements each run in an implicit
+// transaction of their own anyway, so running this one first changes nothing else.
+// A failure only leaves the lookup out: the handler then asks as usual, and sees the
+// error itself if it repeats.
+//
+// It returns the deadline it ran under, which the call then keeps.
+func (p *Plugin) runPrefetch(ctx context.Context, pf *manifest.Prefetch, req *wire.HTTPRequest) time.Time {
+	args := make([]any, len(pf.Params))
+	for i, name := range pf.Params {
+		for _, kv := range req.Params {
+			if kv.Name == name {
+				args[i] = kv.Value
+				break
+			}
+		}
+	}
+	deadline := time.Now().Add(p.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: pf.SQL, Params: args, JSON: true})
+	if err != nil {
+		return deadline
+	}
+	cc := req.Ctx
+	cc.Deadline, cc.Plugin, cc.Version = deadline.UnixNano(), p.manifest.Name, p.manifest.Version
+	c := &Call{Plugin: p, Context: &cc, deadline: deadline, readOnly: true}
+	defer c.release()
+	out, err := p.engine.sqlQuery(c.Ctx(ctx), c, in)
+	if ferr := p.finish(ctx, c, err == nil); err != nil || ferr != nil {
+		p.engine.metrics.Prefetch(p.manifest.Name, "failed")
+		p.logger.Debug("route prefetch failed; the handler will query itself", "route", req.Route, "request_id", req.Ctx.RequestID, "err", errors.Join(err, ferr))
+		return deadline
+	}
+	p.engine.metrics.Prefetch(p.manifest.Name, "ok")
+	req.Prefetch, req.PrefetchResult = in, out
+	return deadline
 }
 
 // Event calls the plugin's keel_event export. A non-zero result code means the plugin

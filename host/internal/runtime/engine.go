@@ -23,6 +23,9 @@ type Engine struct {
 	logger  *slog.Logger
 	metrics *telemetry.Metrics
 	funcs   []HostFunc
+	// sqlQuery is keel:sql/v1.query, which runs the routes' declared lookups
+	// (manifest prefetch) before their calls; nil when no host function offers it.
+	sqlQuery func(ctx context.Context, c *Call, in []byte) ([]byte, error)
 
 	cacheDir     string
 	mu           sync.Mutex
@@ -75,8 +78,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		seen[k] = true
 	}
-	return &Engine{cache: cache, cacheDir: cfg.CacheDir, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs,
-		instrumented: map[string][]byte{}, modules: map[moduleKey]*sharedModule{}}, nil
+	e := &Engine{cache: cache, cacheDir: cfg.CacheDir, logger: cfg.Logger, metrics: cfg.Metrics, funcs: funcs,
+		instrumented: map[string][]byte{}, modules: map[moduleKey]*sharedModule{}}
+	for _, f := range cfg.HostFuncs {
+		if f.Module == "keel:sql/v1" && f.Name == "query" {
+			e.sqlQuery = f.Fn
+		}
+	}
+	return e, nil
 }
 
 // Metrics returns the engine's metrics.

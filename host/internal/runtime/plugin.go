@@ -42,6 +42,7 @@ type Plugin struct {
 	stop chan struct{}
 
 	readOnly map[routeKey]bool // routes the manifest declares read_only
+	prefetch map[routeKey]*manifest.Prefetch
 }
 
 // routeKey names a manifest route as an HTTP call carries it (method and pattern).
@@ -95,6 +96,12 @@ func (e *Engine) Load(ctx context.Context, m *manifest.Manifest, wasm []byte) (p
 	for _, r := range m.Routes {
 		if r.ReadOnly {
 			p.readOnly[routeKey{r.Method, r.Path}] = true
+		}
+		if r.Prefetch != nil && e.sqlQuery != nil {
+			if p.prefetch == nil {
+				p.prefetch = map[routeKey]*manifest.Prefetch{}
+			}
+			p.prefetch[routeKey{r.Method, r.Path}] = r.Prefetch
 		}
 	}
 	p.inUseGauge = e.metrics.PoolInUseGauge(m.Name, m.Version)

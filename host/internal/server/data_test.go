@@ -3,18 +3,21 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/keelhq/keel/abi/manifest"
 	"github.com/keelhq/keel/abi/wire"
 	"github.com/keelhq/keel/bridges/nats"
 	"github.com/keelhq/keel/bridges/postgres/pgtest"
+	"github.com/keelhq/keel/host/internal/runtime"
 	"github.com/keelhq/keel/host/internal/testkit"
 )
 
@@ -218,12 +221,87 @@ func TestReadOnlyRoutes(t *testing.T) {
 	_ = base
 }
 
+// TestPrefetchedRoute: a read_only route's declared lookup runs for the caller's
+// tenant before the call and answers the handler; a lookup PostgreSQL refuses is left
+// out (the handler then queries itself); one that uses up the deadline fails the call
+// as a timeout without starting the guest.
+func TestPrefetchedRoute(t *testing.T) {
+	s, base, name := ledger(t)
+	p := s.Plugins().Lookup(name).Plugin
+	get := func(tenant, note string) (*wire.HTTPResponse, error) {
+		return p.HTTP(context.Background(), &wire.HTTPRequest{Method: "GET", Path: "/ro/entries/" + note, Route: "/ro/entries/:note",
+			Params: []wire.KV{{Name: "note", Value: note}}, Ctx: wire.CallContext{RequestID: "pf-" + tenant, Tenant: tenant}}, nil)
+	}
+	for _, tenant := range []string{"tenant-a", "tenant-b"} {
+		if r, err := p.HTTP(context.Background(), &wire.HTTPRequest{Method: "POST", Path: "/entries", Route: "/entries",
+			Body: []byte(`{"note":"shared","amount":7}`), Ctx: wire.CallContext{RequestID: "ins", Tenant: tenant}}, nil); err != nil || r.Status != 201 {
+			t.Fatalf("insert for %s: %v %v", tenant, r, err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		r, err := get("tenant-a", "shared")
+		if err != nil || r.Status != 200 || string(r.Body) != `[{"note":"shared","amount":7}]` {
+			t.Fatalf("prefetched read as A: %v %v", r, err)
+		}
+		if r, err := get("tenant-c", "shared"); err != nil || r.Status != 200 || string(r.Body) != `[]` {
+			t.Fatalf("prefetched read as C, who has no entries: %v %v", r, err)
+		}
+	}
+	_, m, _ := do(t, "GET", base+"/metrics", "")
+	if !strings.Contains(m, `keel_plugin_prefetch_total{outcome="ok",plugin="`+name+`"} 6`) {
+		t.Fatalf("prefetch counter:\n%s", grep(m, "prefetch"))
+	}
+
+	// A lookup that fails is left out; the handler's own query reports the error.
+	bad, err := pgx.Connect(context.Background(), s.cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close(context.Background())
+	schema := "plg_" + strings.ReplaceAll(name, "-", "_")
+	if _, err := bad.Exec(context.Background(), `ALTER TABLE `+schema+`.entries RENAME COLUMN amount TO amount_gone`); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := get("tenant-a", "shared"); err != nil || r.Status != 500 || !strings.Contains(string(r.Body), "amount") {
+		t.Fatalf("after the column went: %v %v, want the handler's own error", r, err)
+	}
+	if _, m, _ := do(t, "GET", base+"/metrics", ""); !strings.Contains(m, `keel_plugin_prefetch_total{outcome="failed",plugin="`+name+`"} 1`) {
+		t.Fatalf("failed prefetch not counted:\n%s", grep(m, "prefetch"))
+	}
+	bad.Exec(context.Background(), `ALTER TABLE `+schema+`.entries RENAME COLUMN amount_gone TO amount`)
+
+	// A lookup that outlives the deadline fails the call as a timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	tx, err := bad.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), `LOCK TABLE `+schema+`.entries IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err = p.HTTP(ctx, &wire.HTTPRequest{Method: "GET", Path: "/ro/entries/shared", Route: "/ro/entries/:note",
+		Params: []wire.KV{{Name: "note", Value: "shared"}}, Ctx: wire.CallContext{RequestID: "pf-slow", Tenant: "tenant-a"}}, nil)
+	tx.Rollback(context.Background())
+	var ce *runtime.CallError
+	if !errors.As(err, &ce) || ce.Reason != runtime.ReasonTimeout || time.Since(t0) > 5*time.Second {
+		t.Fatalf("a lookup blocked past the deadline: %v after %v, want a timeout", err, time.Since(t0))
+	}
+	if r, err := get("tenant-a", "shared"); err != nil || r.Status != 200 {
+		t.Fatalf("after the timeout: %v %v", r, err)
+	}
+}
+
 func TestSQLNotDeclaredIsDenied(t *testing.T) {
 	name := "ledger-" + pgtest.RandomSuffix(6)
 	url := database(t, "keel_plg_none")
 	dir := t.TempDir()
 	wasm, m := testkit.Build(t, "host/testdata/guests/ledger")
 	m.Name, m.Capabilities = name, manifest.Capabilities{}
+	for i := range m.Routes {
+		m.Routes[i].Prefetch = nil // a declared lookup needs the capability at load time
+	}
 	testkit.WritePlugin(t, dir, wasm, m)
 	_, base := startIn(t, dir, "--database-url", url)
 	s, b, _ := do(t, "GET", base+"/api/"+name+"/entries", "")

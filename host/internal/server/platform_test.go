@@ -111,6 +111,21 @@ func TestPlatformEndToEnd(t *testing.T) {
 	if st, v, _ := p.call("GET", "/api/master-data/customers", "", adminB, "", nil); st != 200 || len(v["items"].([]any)) != 0 {
 		t.Fatalf("tenant B listing: %d %v", st, v)
 	}
+	// GET by id is served from the route's declared lookup (manifest prefetch), run by
+	// the host for the caller's tenant before the call: A reads its customer, B's 404
+	// above came through it too, and an id PostgreSQL refuses leaves the lookup out
+	// (the handler answers 404 itself).
+	if st, v, h := p.call("GET", "/api/master-data/customers/"+id, "", adminA, "", nil); st != 200 || v["id"] != id || v["name"] != "Ada Lovelace" || h.Get("ETag") != `"1"` {
+		t.Fatalf("tenant A reading its customer: %d %v %v", st, v, h)
+	}
+	if st, v, _ := p.call("GET", "/api/master-data/customers/not-a-uuid", "", adminA, "", nil); st != 404 {
+		t.Fatalf("malformed id: %d %v", st, v)
+	}
+	_, metrics, _ := do(t, "GET", base+"/metrics", "")
+	if !strings.Contains(metrics, `keel_plugin_prefetch_total{outcome="ok",plugin="master-data"}`) ||
+		!strings.Contains(metrics, `keel_plugin_prefetch_total{outcome="failed",plugin="master-data"}`) {
+		t.Fatalf("prefetch counters missing:\n%s", grep(metrics, "prefetch"))
+	}
 	etag := hdr.Get("ETag")
 	// The current version updates; the same version again is stale: 409.
 	req, _ := http.NewRequest("PUT", base+"/api/master-data/customers/"+id, strings.NewReader(`{"name":"Ada King"}`))

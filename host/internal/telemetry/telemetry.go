@@ -21,6 +21,7 @@ type Metrics struct {
 	httpInFlight *prometheus.GaugeVec
 	callDuration *prometheus.HistogramVec
 	failures     *prometheus.CounterVec
+	prefetches   *prometheus.CounterVec
 	poolSize     *prometheus.GaugeVec
 	poolInUse    *prometheus.GaugeVec
 	memory       *prometheus.GaugeVec
@@ -51,6 +52,9 @@ func New() *Metrics {
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keel_plugin_failures_total", Help: "Failed plugin calls by reason: trap, timeout, memory, exit, panic, oversized, malformed, pool_exhausted, init.",
 		}, []string{"plugin", "reason"}),
+		prefetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keel_plugin_prefetch_total", Help: "Declared route lookups (manifest prefetch) the host ran before a call, by outcome: ok, failed.",
+		}, []string{"plugin", "outcome"}),
 		poolSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "keel_plugin_pool_instances", Help: "Live wasm instances in the plugin's pool.",
 		}, []string{"plugin", "version"}),
@@ -69,7 +73,7 @@ func New() *Metrics {
 		}, []string{"plugin", "level"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.httpDuration, m.httpInFlight, m.callDuration, m.failures, m.poolSize, m.poolInUse,
+		m.httpRequests, m.httpDuration, m.httpInFlight, m.callDuration, m.failures, m.prefetches, m.poolSize, m.poolInUse,
 		m.memory, m.instantiate, m.pluginLogs)
 	return m
 }
@@ -112,6 +116,11 @@ func (m *Metrics) InFlight(plugin string) prometheus.Gauge {
 
 // Failure counts one failed call.
 func (m *Metrics) Failure(plugin, reason string) { m.failures.WithLabelValues(plugin, reason).Inc() }
+
+// Prefetch counts one declared route lookup run before a call (outcome ok or failed).
+func (m *Metrics) Prefetch(plugin, outcome string) {
+	m.prefetches.WithLabelValues(plugin, outcome).Inc()
+}
 
 // Pool publishes a pool's size, in-use count and total linear memory.
 func (m *Metrics) Pool(plugin, version string, size, inUse int, memBytes uint64) {

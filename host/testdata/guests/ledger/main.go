@@ -52,6 +52,14 @@ func init() {
 		}
 		return keel.JSON(200, rows.Maps())
 	})
+	// The route's prefetch declares this statement: the host runs it before the call.
+	keel.Handle("GET", "/ro/entries/:note", func(r *keel.Request) *keel.Response {
+		rows, err := keel.DB.QueryJSON(`SELECT note, amount FROM entries WHERE note = $1 ORDER BY id`, r.Param("note"))
+		if err != nil {
+			return report(err)
+		}
+		return keel.Bytes(200, "application/json", rows.AppendArray(nil, 0, rows.Len()))
+	})
 	keel.Handle("GET", "/received", func(r *keel.Request) *keel.Response {
 		rows, err := keel.DB.Query(`SELECT event_id, note, topic, tenant_id FROM received ORDER BY id`)
 		if err != nil {
