@@ -21,7 +21,14 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 	req.Prefetch, req.PrefetchResult = nil, nil // a retry on the next generation runs its own
 	if pf := p.prefetch[key]; pf != nil {
 		// The lookup and the call share one deadline, as if the handler had run it.
-		deadline := p.runPrefetch(ctx, pf, req)
+		deadline := time.Now().Add(p.timeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+		p.runPrefetch(ctx, deadline, pf, req)
 		if !time.Now().Before(deadline) {
 			// The lookup took the whole deadline: answer as a call that ran out of
 			// time, without starting the guest only to interrupt it.
@@ -29,9 +36,6 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 			return nil, &CallError{Plugin: p.manifest.Name, Export: exportNames[exHTTP], Reason: ReasonTimeout,
 				Err: errors.New("the route's declared lookup used up the call's deadline")}
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
 	}
 	err := p.invoke(ctx, exHTTP, &req.Ctx, ro, func(cc *wire.CallContext) []byte {
 		return wire.AppendHTTPRequest(buf[:0], req)
@@ -58,8 +62,8 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 // A failure only leaves the lookup out: the handler then asks as usual, and sees the
 // error itself if it repeats.
 //
-// It returns the deadline it ran under, which the call then keeps.
-func (p *Plugin) runPrefetch(ctx context.Context, pf *manifest.Prefetch, req *wire.HTTPRequest) time.Time {
+// ctx carries the call's deadline, which the lookup shares.
+func (p *Plugin) runPrefetch(ctx context.Context, deadline time.Time, pf *manifest.Prefetch, req *wire.HTTPRequest) {
 	args := make([]any, len(pf.Params))
 	for i, name := range pf.Params {
 		for _, kv := range req.Params {
@@ -69,27 +73,21 @@ func (p *Plugin) runPrefetch(ctx context.Context, pf *manifest.Prefetch, req *wi
 			}
 		}
 	}
-	deadline := time.Now().Add(p.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
 	in, err := wire.AppendSQLRequest(nil, &wire.SQLRequest{SQL: pf.SQL, Params: args, JSON: true})
 	if err != nil {
-		return deadline
+		return
 	}
 	cc := req.Ctx
 	cc.Deadline, cc.Plugin, cc.Version = deadline.UnixNano(), p.manifest.Name, p.manifest.Version
-	c := &Call{Plugin: p, Context: &cc, deadline: deadline, readOnly: true}
-	defer c.release()
-	out, err := p.engine.sqlQuery(c.Ctx(ctx), c, in)
+	c := &Call{Plugin: p, Context: &cc, deadline: deadline, readOnly: true, ctx: ctx} // ctx has the deadline already
+	out, err := p.engine.sqlQuery(ctx, c, in)
 	if ferr := p.finish(ctx, c, err == nil); err != nil || ferr != nil {
 		p.engine.metrics.Prefetch(p.manifest.Name, "failed")
 		p.logger.Debug("route prefetch failed; the handler will query itself", "route", req.Route, "request_id", req.Ctx.RequestID, "err", errors.Join(err, ferr))
-		return deadline
+		return
 	}
 	p.engine.metrics.Prefetch(p.manifest.Name, "ok")
 	req.Prefetch, req.PrefetchResult = in, out
-	return deadline
 }
 
 // Event calls the plugin's keel_event export. A non-zero result code means the plugin
