@@ -89,14 +89,18 @@ func (dbAPI) Query(sql string, args ...any) (*Rows, error) {
 	return &Rows{Columns: res.Columns, Data: res.Rows}, nil
 }
 
-// query sends a query and decodes its result. One copy of the result (out is the
-// shared scratch buffer); its strings point into the copy instead of each being
-// allocated.
+// query sends a query and decodes its result.
 func query(op string, req *wire.SQLRequest, res *wire.SQLResult) error {
 	b, err := queryRaw(op, req)
 	if err != nil {
 		return err
 	}
+	return decodeResult(b, res)
+}
+
+// decodeResult decodes a result queryRaw returned; its strings point into b (the
+// result's own copy) instead of each being allocated.
+func decodeResult(b []byte, res *wire.SQLResult) error {
 	resetColumnPositions()
 	return wire.DecodeSQLResultAliased(b, res, intern)
 }
@@ -149,8 +153,7 @@ func (dbAPI) QueryJSON(sql string, args ...any) (*JSONRows, error) {
 		return &JSONRows{colsRaw: cols, objs: objs}, nil
 	}
 	var res wire.SQLResult
-	resetColumnPositions()
-	if err := wire.DecodeSQLResultAliased(b, &res, intern); err != nil {
+	if err := decodeResult(b, &res); err != nil {
 		return nil, err
 	}
 	objs = res.JSONRows
@@ -160,7 +163,7 @@ func (dbAPI) QueryJSON(sql string, args ...any) (*JSONRows, error) {
 			objs[i] = wire.AppendRowJSON(nil, res.Columns, row)
 		}
 	}
-	return &JSONRows{cols: res.Columns, colsDone: true, objs: objs}, nil
+	return &JSONRows{cols: res.Columns, objs: objs}, nil
 }
 
 // Exec runs a statement and returns the number of rows it affected.

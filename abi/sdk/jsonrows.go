@@ -9,19 +9,18 @@ import (
 // JSONRows is a query result whose rows the host rendered as JSON objects
 // (DB.QueryJSON).
 type JSONRows struct {
-	colsRaw  []byte // the encoded columns, decoded by Columns on first use
-	cols     []wire.Column
-	colsDone bool
-	objs     [][]byte
+	colsRaw []byte // the encoded columns until Columns decodes them into cols
+	cols    []wire.Column
+	objs    [][]byte
 }
 
 // Columns returns the result's columns (names and types, in order). They are decoded
 // on the first call: answering with the rows, or reading columns by name, needs none.
 func (r *JSONRows) Columns() []wire.Column {
-	if !r.colsDone {
+	if r.colsRaw != nil {
 		resetColumnPositions()
 		r.cols, _ = wire.DecodeSQLColumns(r.colsRaw, intern) // the host's encoding; checked by SplitSQLResultJSON's framing
-		r.colsDone = true
+		r.colsRaw = nil
 	}
 	return r.cols
 }

@@ -21,10 +21,7 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 	req.Prefetch, req.PrefetchResult = nil, nil // a retry on the next generation runs its own
 	if pf := p.prefetch[key]; pf != nil {
 		// The lookup and the call share one deadline, as if the handler had run it.
-		deadline := time.Now().Add(p.timeout)
-		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-			deadline = d
-		}
+		deadline := p.deadlineFrom(ctx, time.Now())
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
@@ -50,6 +47,16 @@ func (p *Plugin) HTTP(ctx context.Context, req *wire.HTTPRequest, buf []byte) (*
 		return nil, err
 	}
 	return &resp, nil
+}
+
+// deadlineFrom is a call's deadline when it starts at t: the plugin's call timeout, or
+// ctx's deadline if that is sooner.
+func (p *Plugin) deadlineFrom(ctx context.Context, t time.Time) time.Time {
+	deadline := t.Add(p.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return deadline
 }
 
 // runPrefetch runs a read_only route's declared lookup (manifest prefetch) through the
@@ -168,10 +175,7 @@ func (p *Plugin) invoke(ctx context.Context, ex int, cc *wire.CallContext, readO
 	// The deadline is enforced inside the guest by tick and, for waiting on the pool and
 	// for capabilities, by contexts derived only when needed: a timer per call would
 	// cost more than the call itself.
-	deadline := start.Add(p.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
+	deadline := p.deadlineFrom(ctx, start)
 	cc.Deadline, cc.Plugin, cc.Version = deadline.UnixNano(), name, p.manifest.Version
 
 	fail := func(reason string, err error) error {
