@@ -1,6 +1,7 @@
 package keel
 
 import (
+	"bytes"
 	"strconv"
 
 	"github.com/keelhq/keel/abi/wire"
@@ -138,16 +139,24 @@ func jsonMember(obj []byte, key string) []byte {
 }
 
 // jsonKeyIs reports whether the quoted JSON string q (quotes included) is key.
+//
+// Every escape is longer than the bytes it stands for, so a quoted name shorter than
+// key never matches, one of key's length matches byte for byte only if it holds no
+// escape, and only a longer one holding an escape needs unquoting. Most keys are
+// rejected by length alone, which matters in wasm, where this runs per member.
 func jsonKeyIs(q []byte, key string) bool {
 	inner := q[1 : len(q)-1]
-	for _, c := range inner {
-		if c == '\\' {
-			// The host writes only escapes Go's quoted-string syntax shares with JSON.
-			s, err := strconv.Unquote(string(q))
-			return err == nil && s == key
-		}
+	switch {
+	case len(inner) < len(key):
+		return false
+	case len(inner) == len(key):
+		return string(inner) == key && bytes.IndexByte(inner, '\\') < 0
+	case bytes.IndexByte(inner, '\\') < 0:
+		return false
 	}
-	return string(inner) == key
+	// The host writes only escapes Go's quoted-string syntax shares with JSON.
+	s, err := strconv.Unquote(string(q))
+	return err == nil && s == key
 }
 
 // skipJSONString returns the index just past the string that starts at b[i], or -1.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -124,5 +125,28 @@ func FuzzJSONRows(f *testing.F) {
 	f.Add("\x00\"\\", int64(-1), -1e21, false, []byte(nil), int64(1<<62), "x")
 	f.Fuzz(func(t *testing.T, s string, n int64, fl float64, ok bool, raw []byte, nanos int64, price string) {
 		checkJSONRows(t, s, n, fl, ok, raw, time.Unix(0, nanos).UTC(), price)
+	})
+}
+
+// FuzzJSONKeyIs: a member's quoted name, as the host writes it, matches exactly the
+// names it unquotes to, whatever their lengths (jsonKeyIs rejects most by length).
+func FuzzJSONKeyIs(f *testing.F) {
+	f.Add("version", "version")
+	f.Add(`we"ird`, `we"ird`)
+	f.Add("a\\b", "a\\b")
+	f.Add("\u2028x", "\u2028x")
+	f.Add("ab", `a\`)
+	f.Fuzz(func(t *testing.T, name, key string) {
+		q := wire.AppendJSONString(nil, name)
+		unq, err := strconv.Unquote(string(q))
+		if err != nil {
+			t.Fatalf("the host wrote %s, which Go cannot unquote: %v", q, err)
+		}
+		if got, want := jsonKeyIs(q, key), unq == key; got != want {
+			t.Fatalf("jsonKeyIs(%s, %q) = %v, want %v", q, key, got, want)
+		}
+		if !jsonKeyIs(q, unq) {
+			t.Fatalf("jsonKeyIs(%s, %q) = false for its own name", q, unq)
+		}
 	})
 }

@@ -63,6 +63,8 @@ type Tx struct {
 	// A read-only Tx keeps it while its statements run in implicit transactions, each
 	// carrying the setup (see ReadOnly); nil means an explicit transaction is open.
 	setup [][]byte
+	// deadline is the deadline set on the connection's socket (see bound), zero if none.
+	deadline time.Time
 }
 
 // implicit reports whether the next statement runs in its own implicit transaction.
@@ -150,8 +152,7 @@ func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error
 	if err := tx.check(sql); err != nil {
 		return nil, err
 	}
-	ctx, done := tx.bound(ctx)
-	defer done()
+	ctx = tx.bound(ctx)
 	values, oids, formats, err := encodeArgs(args)
 	if err != nil {
 		return nil, tx.errorf("query: %w", err)
@@ -229,8 +230,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected in
 	if err := tx.check(sql); err != nil {
 		return 0, err
 	}
-	ctx, done := tx.bound(ctx)
-	defer done()
+	ctx = tx.bound(ctx)
 	values, oids, formats, err := encodeArgs(args)
 	if err != nil {
 		return 0, tx.errorf("exec: %w", err)
@@ -269,19 +269,16 @@ func (tx *Tx) Commit(ctx context.Context, events []OutboxEvent) error {
 	if tx.conn == nil {
 		return tx.errorf("commit: %w", ErrTxDone)
 	}
-	defer tx.end(ctx) // runs after done: the deadline is cleared before the connection goes back
-	ctx, done := tx.bound(ctx)
-	defer done()
+	defer tx.end(ctx)
 	if tx.p.limits.readOnly && len(events) > 0 {
 		return tx.errorf("commit: %w", ErrReadOnly)
 	}
-	if tx.setup != nil {
-		if len(events) == 0 {
-			return nil // no explicit transaction is open: there is nothing to commit
-		}
-		if err := tx.beginNow(ctx); err != nil {
-			return tx.errorf("commit: %w", err)
-		}
+	if tx.setup != nil && len(events) == 0 {
+		return nil // no explicit transaction is open: there is nothing to commit
+	}
+	ctx = tx.bound(ctx)
+	if err := tx.beginNow(ctx); err != nil {
+		return tx.errorf("commit: %w", err)
 	}
 	pc := tx.conn.Conn().PgConn()
 	switch pc.TxStatus() {
@@ -350,7 +347,9 @@ func (tx *Tx) check(sql string) error {
 }
 
 // bound applies ctx's deadline to the connection's socket and returns a context
-// without cancellation for pgconn, plus a function that clears the deadline.
+// without cancellation for pgconn. The deadline stays on the socket for the next
+// statement (a call's statements share its deadline, so it is set once per unit of
+// work, not twice per statement) and is cleared when the Tx ends.
 //
 // pgconn watches a cancellable context with a goroutine per operation; on this
 // platform's small machines that hand-off cost more than the query (86 µs for begin,
@@ -358,19 +357,22 @@ func (tx *Tx) check(sql string) error {
 // deadline bounds the operation as well: when it passes, the read fails, the
 // connection is discarded and the transaction reports the error. statement_timeout
 // still bounds the server side.
-func (tx *Tx) bound(ctx context.Context) (context.Context, func()) {
-	if ctx.Done() == nil || ctx.Err() != nil { // nothing to watch, or fail fast as pgconn would
-		return ctx, func() {}
+func (tx *Tx) bound(ctx context.Context) context.Context {
+	if ctx.Err() != nil {
+		return ctx // fail fast, as pgconn would
 	}
-	nc := tx.conn.Conn().PgConn().Conn()
-	if d, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(d)
+	d, _ := ctx.Deadline() // zero without one: the socket then has none either
+	if ctx.Done() == nil {
+		d = time.Time{}
 	}
-	return context.WithoutCancel(ctx), func() {
-		if !tx.closedConn() {
-			_ = nc.SetDeadline(time.Time{})
-		}
+	if !d.Equal(tx.deadline) {
+		_ = tx.conn.Conn().PgConn().Conn().SetDeadline(d)
+		tx.deadline = d
 	}
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 func (tx *Tx) closedConn() bool { return tx.conn == nil || tx.conn.Conn().PgConn().IsClosed() }
@@ -407,20 +409,21 @@ func (tx *Tx) stillInTx(cause error) error {
 
 // end rolls back if still inside the transaction and returns the connection to the pool.
 func (tx *Tx) end(ctx context.Context) {
-	endConn(ctx, tx.conn)
+	endConn(ctx, tx.conn, !tx.deadline.IsZero())
 	tx.conn = nil
 }
 
-// endConn ends whatever transaction conn is in and releases it; the pool destroys it if that failed.
-func endConn(ctx context.Context, conn *pgxpool.Conn) {
+// endConn ends whatever transaction conn is in and releases it; the pool destroys it if that
+// failed. hasDeadline says a deadline may be set on its socket, which is cleared first.
+func endConn(ctx context.Context, conn *pgxpool.Conn, hasDeadline bool) {
 	pc := conn.Conn().PgConn()
 	if !pc.IsClosed() && pc.TxStatus() != 'I' {
 		// Bounded by a socket deadline rather than a cancellable context (see bound).
-		nc := pc.Conn()
-		_ = nc.SetDeadline(time.Now().Add(rollbackTimeout))
+		_ = pc.Conn().SetDeadline(time.Now().Add(rollbackTimeout))
+		hasDeadline = true
 		pc.Exec(context.WithoutCancel(ctx), "ROLLBACK").Close() //nolint:errcheck // on failure the pool destroys the connection
 	}
-	if !pc.IsClosed() {
+	if hasDeadline && !pc.IsClosed() {
 		_ = pc.Conn().SetDeadline(time.Time{}) // never hand the pool a connection with a deadline
 	}
 	conn.Release()

@@ -1,0 +1,71 @@
+package postgres
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestDeadlines checks the socket deadline a Tx keeps between statements (bound): a
+// statement past its context's deadline fails promptly, a later operation with a
+// longer deadline is not held to the earlier one, and the connection goes back to
+// the pool without a deadline (the pool has one connection, so the next Tx gets it).
+func TestDeadlines(t *testing.T) {
+	db := openDB(t, WithMaxConns(1))
+	ctx := testCtx(t)
+	p := newNotesPlugin(t, db, "deadlines")
+	for _, ro := range []bool{false, true} {
+		pdb := p
+		if ro {
+			pdb = p.With(ReadOnly())
+		}
+		// A deadline that passes during a statement ends it, well before statement_timeout.
+		tx := begin(t, pdb, "A")
+		short, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+		mustQuery(t, tx, `SELECT 1`) // prepares, so the timed statement is the slow one
+		start := time.Now()
+		_, err := tx.Query(short, `SELECT pg_sleep(5)`, nil)
+		cancel()
+		if err == nil || time.Since(start) > 3*time.Second {
+			t.Fatalf("read-only %v: a statement past its deadline: err %v after %v", ro, err, time.Since(start))
+		}
+		tx.Rollback(ctx)
+
+		// Statements under a short deadline, then a commit under a longer one after the
+		// short one has passed: the commit is not bound by the old deadline.
+		tx = begin(t, pdb, "A")
+		short, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+		if _, err := tx.Query(short, `SELECT count(*) FROM notes`, nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+		if !ro {
+			mustExec(t, tx, `INSERT INTO notes (body) VALUES ('after the short deadline')`)
+		}
+		if err := tx.Commit(ctx, nil); err != nil {
+			t.Fatalf("read-only %v: commit after an earlier statement's deadline passed: %v", ro, err)
+		}
+
+		// The one pooled connection carries no deadline into the next unit of work.
+		tx = begin(t, pdb, "A")
+		short, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		if _, err := tx.Query(short, `SELECT 1`, nil); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		tx.Rollback(ctx)
+		time.Sleep(200 * time.Millisecond)
+		tx = begin(t, pdb, "A")
+		if _, err := tx.Query(context.Background(), `SELECT count(*) FROM notes`, nil); err != nil {
+			t.Fatalf("read-only %v: the next unit of work on the connection: %v", ro, err)
+		}
+		if err := tx.Commit(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int64
+	if err := db.pool.QueryRow(ctx, `SELECT 1`).Scan(&n); err != nil {
+		t.Fatalf("the pool after the deadlines: %v", err)
+	}
+}
