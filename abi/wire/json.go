@@ -92,7 +92,7 @@ func AppendJSONFloat(dst []byte, f float64) []byte {
 
 // IsJSONNumber reports whether s is a number in JSON's grammar:
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func IsJSONNumber(s string) bool {
+func IsJSONNumber[T ~string | ~[]byte](s T) bool {
 	i := 0
 	if i < len(s) && s[i] == '-' {
 		i++

@@ -149,56 +149,78 @@ type Result struct {
 // PostgreSQL text form in a string. A result over the plugin's row or byte limit is an
 // ErrResultTooLarge error; the transaction stays usable.
 func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error) {
+	res := &Result{Rows: [][]any{}}
+	fds, err := tx.run(ctx, "query", sql, args, nil, func(fds []pgconn.FieldDescription, raw [][]byte) error {
+		row := make([]any, len(raw))
+		for i, v := range raw {
+			var err error
+			if row[i], err = decodeText(fds[i].DataTypeOID, v); err != nil {
+				return columnError(fds[i], err)
+			}
+		}
+		res.Rows = append(res.Rows, row)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.Columns, err = tx.columns(ctx, fds); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// run runs one data-access statement with args and hands each row's values, in text
+// format (nil for NULL, valid until the next row), to each, after start has seen the
+// columns. It enforces the plugin's row and byte limits, and drains the result after
+// a failure so the transaction stays usable; it returns the result's column
+// descriptions. op names the operation in errors.
+func (tx *Tx) run(ctx context.Context, op, sql string, args []any, start func([]pgconn.FieldDescription),
+	each func(fds []pgconn.FieldDescription, raw [][]byte) error) ([]pgconn.FieldDescription, error) {
 	if err := tx.check(sql); err != nil {
 		return nil, err
 	}
 	ctx = tx.bound(ctx)
 	values, oids, formats, err := encodeArgs(args)
 	if err != nil {
-		return nil, tx.errorf("query: %w", err)
+		return nil, tx.errorf("%s: %w", op, err)
 	}
-	pc := tx.conn.Conn().PgConn()
 	st, err := tx.execPrepared(ctx, sql, values, oids, formats)
 	if err != nil {
 		if err := tx.stillInTx(err); err != nil {
 			return nil, err
 		}
-		return nil, tx.errorf("query: %w", err)
+		return nil, tx.errorf("%s: %w", op, err)
 	}
 	rr := st.rr
 	// Copy the descriptions: the connection reuses their memory for the next statement, and the type
-	// name lookup below is one.
+	// name lookup after it is one.
 	fds := slices.Clone(rr.FieldDescriptions())
-	res := &Result{Columns: make([]Column, len(fds)), Rows: [][]any{}}
+	if start != nil {
+		start(fds)
+	}
+	var rows int
 	var size int64
-	var tooLarge error
-	var decodeErr error
+	var failed error // a limit or a value each refused; the rest of the result is drained
 	for rr.NextRow() {
-		if tooLarge != nil || decodeErr != nil {
-			continue // drain: the statement must finish for the transaction to stay usable
+		if failed != nil {
+			continue
 		}
-		if len(res.Rows) >= tx.p.limits.maxRows {
-			tooLarge = fmt.Errorf("%w: more than %d rows", ErrResultTooLarge, tx.p.limits.maxRows)
+		if rows >= tx.p.limits.maxRows {
+			failed = fmt.Errorf("%w: more than %d rows", ErrResultTooLarge, tx.p.limits.maxRows)
 			continue
 		}
 		raw := rr.Values()
-		row := make([]any, len(raw))
-		for i, v := range raw {
+		for _, v := range raw {
 			size += int64(len(v))
-			if row[i], err = decodeText(fds[i].DataTypeOID, v); err != nil {
-				decodeErr = fmt.Errorf("column %q: %w", fds[i].Name, err)
-				break
-			}
-		}
-		if decodeErr != nil {
-			continue
 		}
 		if size > tx.p.limits.maxBytes {
-			tooLarge = fmt.Errorf("%w: more than %d bytes", ErrResultTooLarge, tx.p.limits.maxBytes)
-			res.Rows = nil
+			failed = fmt.Errorf("%w: more than %d bytes", ErrResultTooLarge, tx.p.limits.maxBytes)
 			continue
 		}
-		res.Rows = append(res.Rows, row)
+		if failed = each(fds, raw); failed == nil {
+			rows++
+		}
 	}
 	_, err = rr.Close()
 	if derr := st.finish(); err == nil {
@@ -207,21 +229,25 @@ func (tx *Tx) Query(ctx context.Context, sql string, args []any) (*Result, error
 	if err := tx.stillInTx(err); err != nil {
 		return nil, err
 	}
-	switch {
-	case err != nil:
-		return nil, tx.errorf("query: %w", err)
-	case tooLarge != nil:
-		return nil, tx.errorf("query: %w", tooLarge)
-	case decodeErr != nil:
-		return nil, tx.errorf("query: %w", decodeErr)
+	if err == nil {
+		err = failed
 	}
+	if err != nil {
+		return nil, tx.errorf("%s: %w", op, err)
+	}
+	return fds, nil
+}
+
+// columns names and types the columns of a result.
+func (tx *Tx) columns(ctx context.Context, fds []pgconn.FieldDescription) ([]Column, error) {
+	cols := make([]Column, len(fds))
 	for i, fd := range fds {
-		res.Columns[i] = Column{Name: fd.Name}
+		cols[i] = Column{Name: fd.Name}
 	}
-	if err := tx.p.db.fillTypeNames(ctx, pc, fds, res.Columns); err != nil {
+	if err := tx.p.db.fillTypeNames(ctx, tx.conn.Conn().PgConn(), fds, cols); err != nil {
 		return nil, tx.errorf("query: %w", err)
 	}
-	return res, nil
+	return cols, nil
 }
 
 // Exec runs one data-access statement with args (see Query) and returns the number of rows it

@@ -159,41 +159,34 @@ func (d *Data) query(ctx context.Context, call *runtime.Call, in []byte) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	res, err := tx.Query(ctx, req.SQL, req.Params)
-	if err != nil {
-		return nil, sqlError(err)
-	}
-	out := wire.SQLResult{Rows: res.Rows, RowsAffected: int64(len(res.Rows))}
-	for _, c := range res.Columns {
-		out.Columns = append(out.Columns, wire.Column{Name: c.Name, Type: c.Type})
-	}
+	var out wire.SQLResult
+	var cols []postgres.Column
 	if req.JSON {
-		out.JSONRows, out.Rows = renderJSON(out.Columns, res.Rows), nil
+		// Rendered natively from the server's text, which spares the guest decoding
+		// typed values and formatting them in wasm, most of a read handler's guest time.
+		res, err := tx.QueryJSON(ctx, req.SQL, req.Params)
+		if err != nil {
+			return nil, sqlError(err)
+		}
+		cols, out.JSONRows = res.Columns, res.Rows
+		out.RowsAffected = int64(len(res.Rows))
+	} else {
+		res, err := tx.Query(ctx, req.SQL, req.Params)
+		if err != nil {
+			return nil, sqlError(err)
+		}
+		cols, out.Rows = res.Columns, res.Rows
+		out.RowsAffected = int64(len(res.Rows))
+	}
+	out.Columns = make([]wire.Column, len(cols))
+	for i, c := range cols {
+		out.Columns[i] = wire.Column{Name: c.Name, Type: c.Type}
 	}
 	b, err := wire.AppendSQLResult(call.OutBuf(0), &out)
 	if err != nil {
 		return nil, runtime.Errorf(wire.CodeInternal, "encode result: %v", err)
 	}
 	return b, nil
-}
-
-// renderJSON renders each row as a JSON object (wire.AppendRowJSON), all in one
-// buffer. Rendering natively here spares the guest decoding typed values and
-// formatting them in wasm, which was most of a read handler's guest time.
-func renderJSON(cols []wire.Column, rows [][]any) [][]byte {
-	var buf []byte
-	ends := make([]int, len(rows))
-	for i, row := range rows {
-		buf = wire.AppendRowJSON(buf, cols, row)
-		ends[i] = len(buf)
-	}
-	objs := make([][]byte, len(rows))
-	start := 0
-	for i, end := range ends {
-		objs[i] = buf[start:end:end]
-		start = end
-	}
-	return objs
 }
 
 func (d *Data) exec(ctx context.Context, call *runtime.Call, in []byte) ([]byte, error) {
