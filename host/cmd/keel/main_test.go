@@ -101,7 +101,7 @@ func TestSIGTERMDrainsSlowRequest(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		return strings.Contains(string(b), `keel_plugin_pool_in_use{plugin="example",version="1.1.2"} 1`)
+		return strings.Contains(string(b), `keel_plugin_pool_in_use{plugin="example",version="1.1.3"} 1`)
 	})
 	sent := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
