@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -67,5 +68,45 @@ func TestDeadlines(t *testing.T) {
 	var n int64
 	if err := db.pool.QueryRow(ctx, `SELECT 1`).Scan(&n); err != nil {
 		t.Fatalf("the pool after the deadlines: %v", err)
+	}
+}
+
+// TestPreparedStatementsTurnOver runs more distinct statements than a connection keeps
+// prepared (maxPrepared) on a one-connection pool: when the connection's statements are
+// deallocated, their remembered descriptions go too, and both plugin statements and
+// the transaction setup are prepared again, in read-write and read-only units.
+func TestPreparedStatementsTurnOver(t *testing.T) {
+	db := openDB(t, WithMaxConns(1))
+	ctx := testCtx(t)
+	p := newNotesPlugin(t, db, "turnover")
+	tx := begin(t, p, "A")
+	mustExec(t, tx, `INSERT INTO notes (body) VALUES ('kept')`)
+	if err := tx.Commit(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < maxPrepared+10; i++ {
+		pdb := p
+		if i%2 == 1 {
+			pdb = p.With(ReadOnly())
+		}
+		tx := begin(t, pdb, "A")
+		res := mustQuery(t, tx, fmt.Sprintf(`SELECT count(*) + %d AS n FROM notes`, i))
+		if res.Rows[0][0] != int64(1+i) {
+			t.Fatalf("statement %d: %v", i, res.Rows[0][0])
+		}
+		// The first statement again: prepared already, or prepared again after the turnover.
+		if res := mustQuery(t, tx, `SELECT body FROM notes`); len(res.Rows) != 1 || res.Rows[0][0] != "kept" {
+			t.Fatalf("statement %d: the repeated read answered %v", i, res.Rows)
+		}
+		if err := tx.Commit(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n > maxPrepared+2 {
+		t.Fatalf("%d statements prepared on the connection, want at most %d", n, maxPrepared+2)
 	}
 }

@@ -27,9 +27,27 @@ import (
 // maxPrepared bounds the statements one connection keeps.
 const maxPrepared = 256
 
+// preparedSet is what one connection has prepared: each statement's description,
+// kept so that executing it needs no Describe (the server would send the same row
+// description on every execution; the statement name changes whenever the schema
+// may have, see statementGen).
 type preparedSet struct {
 	mu    sync.Mutex
-	names map[string]struct{}
+	names map[string]*pgconn.StatementDescription
+}
+
+// get returns the description of a prepared statement, or nil.
+func (s *preparedSet) get(name string) *pgconn.StatementDescription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.names[name]
+}
+
+// put records a prepared statement.
+func (s *preparedSet) put(sd *pgconn.StatementDescription) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.names[sd.Name] = sd
 }
 
 // statementGen returns the current statement generation of a plugin.
@@ -48,7 +66,7 @@ func (db *DB) preparedOn(pc *pgconn.PgConn) *preparedSet {
 	if v, ok := db.prepared.Load(pc); ok {
 		return v.(*preparedSet)
 	}
-	v, _ := db.prepared.LoadOrStore(pc, &preparedSet{names: map[string]struct{}{}})
+	v, _ := db.prepared.LoadOrStore(pc, &preparedSet{names: map[string]*pgconn.StatementDescription{}})
 	return v.(*preparedSet)
 }
 
@@ -61,28 +79,24 @@ const (
 )
 
 // ensureSetup prepares the setup statement of tx's mode on its connection unless it
-// already is, and returns its name. It costs a round trip once per connection (and
-// again after the connection's statements are deallocated).
-func (tx *Tx) ensureSetup(ctx context.Context) (string, error) {
+// already is, and returns its description. It costs a round trip once per connection
+// (and again after the connection's statements are deallocated).
+func (tx *Tx) ensureSetup(ctx context.Context) (*pgconn.StatementDescription, error) {
 	name, sql := setupStmt, setupSQL
 	if tx.p.limits.readOnly {
 		name, sql = setupReadOnlyStmt, setupReadOnlySQL
 	}
 	pc := tx.conn.Conn().PgConn()
 	set := tx.p.db.preparedOn(pc)
-	set.mu.Lock()
-	_, ok := set.names[name]
-	set.mu.Unlock()
-	if ok {
-		return name, nil
+	if sd := set.get(name); sd != nil {
+		return sd, nil
 	}
-	if _, err := pc.Prepare(ctx, name, sql, textOIDs5); err != nil {
-		return "", fmt.Errorf("prepare the transaction setup: %w", err)
+	sd, err := pc.Prepare(ctx, name, sql, textOIDs5)
+	if err != nil {
+		return nil, fmt.Errorf("prepare the transaction setup: %w", err)
 	}
-	set.mu.Lock()
-	set.names[name] = struct{}{}
-	set.mu.Unlock()
-	return name, nil
+	set.put(sd)
+	return sd, nil
 }
 
 // forget drops the bookkeeping of a closed connection.
@@ -119,10 +133,8 @@ func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oid
 	db := tx.p.db
 	name := statementName(tx.p.names.schema, db.statementGen(tx.p.names.schema), sql, oids)
 	set := db.preparedOn(pc)
-	set.mu.Lock()
-	_, ok := set.names[name]
-	set.mu.Unlock()
-	if ok && tx.setup != nil {
+	sd := set.get(name)
+	if sd != nil && tx.setup != nil {
 		// The setup (and BEGIN, unless the statement runs in an implicit transaction)
 		// travels with the statement.
 		setup, err := tx.ensureSetup(ctx)
@@ -132,12 +144,12 @@ func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oid
 		b := &pgconn.Batch{}
 		lead := 1
 		if tx.implicit() {
-			b.ExecPrepared(setup, tx.setup, nil, nil)
+			b.ExecStatement(setup, tx.setup, nil, nil)
 		} else {
 			tx.queueBegin(b, setup)
 			lead = 2
 		}
-		b.ExecPrepared(name, values, formats, nil)
+		b.ExecStatement(sd, values, formats, nil)
 		mrr := pc.ExecBatch(ctx, b)
 		for i := 0; i < lead; i++ {
 			if !mrr.NextResult() {
@@ -172,7 +184,7 @@ func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oid
 			tx.setup = saved
 			return err
 		}
-		st, err := tx.prepareAndRun(ctx, pc, set, ok, name, sql, values, oids, formats)
+		st, err := tx.prepareAndRun(ctx, pc, set, sd, name, sql, values, oids, formats)
 		if err != nil {
 			_ = end() // the statement's error is the one to report
 			return nil, err
@@ -180,31 +192,33 @@ func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oid
 		st.finish = end
 		return st, nil
 	}
-	return tx.prepareAndRun(ctx, pc, set, ok, name, sql, values, oids, formats)
+	return tx.prepareAndRun(ctx, pc, set, sd, name, sql, values, oids, formats)
 }
 
 // prepareAndRun opens the transaction if it is not yet, prepares the statement on the
-// connection if it is not yet (ok), and starts it.
-func (tx *Tx) prepareAndRun(ctx context.Context, pc *pgconn.PgConn, set *preparedSet, ok bool,
+// connection if it is not yet (sd is nil), and starts it.
+func (tx *Tx) prepareAndRun(ctx context.Context, pc *pgconn.PgConn, set *preparedSet, sd *pgconn.StatementDescription,
 	name, sql string, values [][]byte, oids []uint32, formats []int16) (*stmt, error) {
 	if err := tx.beginNow(ctx); err != nil {
 		return nil, err
 	}
-	if !ok {
-		if len(set.names) >= maxPrepared {
+	if sd == nil {
+		set.mu.Lock()
+		full := len(set.names) >= maxPrepared
+		set.mu.Unlock()
+		if full {
 			if err := pc.Exec(ctx, "DEALLOCATE ALL").Close(); err != nil {
 				return nil, err
 			}
 			set.mu.Lock()
-			set.names = map[string]struct{}{}
+			set.names = map[string]*pgconn.StatementDescription{}
 			set.mu.Unlock()
 		}
-		if _, err := pc.Prepare(ctx, name, sql, oids); err != nil {
+		var err error
+		if sd, err = pc.Prepare(ctx, name, sql, oids); err != nil {
 			return nil, err
 		}
-		set.mu.Lock()
-		set.names[name] = struct{}{}
-		set.mu.Unlock()
+		set.put(sd)
 	}
-	return &stmt{rr: pc.ExecPrepared(ctx, name, values, formats, nil), finish: noFinish}, nil
+	return &stmt{rr: pc.ExecStatement(ctx, sd, values, formats, nil), finish: noFinish}, nil
 }

@@ -99,9 +99,9 @@ func (p PluginDB) Begin(ctx context.Context, tenant string) (*Tx, error) {
 }
 
 // queueBegin adds BEGIN and the setup, prepared on the connection as setup, to a batch.
-func (tx *Tx) queueBegin(b *pgconn.Batch, setup string) {
+func (tx *Tx) queueBegin(b *pgconn.Batch, setup *pgconn.StatementDescription) {
 	b.ExecParams("BEGIN", nil, nil, nil, nil)
-	b.ExecPrepared(setup, tx.setup, nil, nil)
+	b.ExecStatement(setup, tx.setup, nil, nil)
 	tx.setup = nil
 }
 
