@@ -2,8 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+	"testing/fstest"
 	"time"
 )
 
@@ -108,5 +110,68 @@ func TestPreparedStatementsTurnOver(t *testing.T) {
 	}
 	if n > maxPrepared+2 {
 		t.Fatalf("%d statements prepared on the connection, want at most %d", n, maxPrepared+2)
+	}
+}
+
+// TestPreparedStatementsAfterAnotherHostsMigration: a second host shares the database,
+// and the first one migrates the plugin's table under statements the second has
+// prepared (so its statement generation does not move). PostgreSQL refuses a prepared
+// statement whose result changed ("cached plan must not change result type"); the
+// bridge must report that once and prepare again afterwards, not fail until the
+// connection is recycled. Both a transaction and a read-only unit are covered.
+func TestPreparedStatementsAfterAnotherHostsMigration(t *testing.T) {
+	ctx := testCtx(t)
+	hostA := openDB(t)
+	hostB := openDB(t, WithMaxConns(1))
+	pa := newNotesPlugin(t, hostA, "stale")
+	plugin := pa.names.name
+	pb, err := EnsurePlugin(ctx, hostB, plugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := begin(t, pb, "A")
+	mustExec(t, tx, `INSERT INTO notes (body) VALUES ('kept')`)
+	if err := tx.Commit(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p PluginDB) (*Result, error) {
+		tx, err := p.Begin(ctx, "A")
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+		return tx.Query(ctx, `SELECT * FROM notes`, nil)
+	}
+	modes := []struct {
+		name string
+		p    PluginDB
+	}{{"transaction", pb}, {"read_only", pb.With(ReadOnly())}}
+	for _, m := range modes {
+		for i := 0; i < 2; i++ { // prepared on the host B connection
+			if res, err := read(m.p); err != nil || len(res.Columns) != 6 {
+				t.Fatalf("%s: before the migration: %v %v", m.name, res, err)
+			}
+		}
+	}
+	files := fstest.MapFS{"0001_notes.sql": {Data: []byte(notesSQL)}}
+	for k, m := range modes {
+		// Each mode meets a migration of its own, made after its statement was prepared.
+		label := fmt.Sprintf("label%d", k)
+		files[fmt.Sprintf("%04d_%s.sql", k+2, label)] = &fstest.MapFile{Data: []byte(`ALTER TABLE notes ADD COLUMN ` + label + ` text NOT NULL DEFAULT 'none'`)}
+		if _, err := Migrate(ctx, hostA, plugin, files); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := read(m.p); !errors.Is(err, ErrStatementChanged) {
+			t.Fatalf("%s: after the migration: %v, want ErrStatementChanged", m.name, err)
+		}
+		res, err := read(m.p)
+		if n := len(res.Columns); err != nil || res.Columns[n-1].Name != label || res.Rows[0][n-1] != "none" {
+			t.Fatalf("%s: the statement was not prepared again: %v %v", m.name, res, err)
+		}
+		if m.name == "transaction" { // the read-only statement must be prepared again for its own test
+			if res, err := read(modes[1].p); err != nil || len(res.Columns) != 7 {
+				t.Fatalf("read_only: before its migration: %v %v", res, err)
+			}
+		}
 	}
 }

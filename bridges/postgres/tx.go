@@ -31,6 +31,12 @@ var ErrReadOnly = errors.New("read-only unit of work cannot publish events")
 // ErrResultTooLarge reports a Query whose result exceeds the plugin's row or byte limit.
 var ErrResultTooLarge = errors.New("query result too large")
 
+// ErrStatementChanged reports that a prepared statement's result no longer matches the
+// plugin's tables: another host migrated them (this host's statement names move only
+// with its own migrations; see statementGen). The plugin's statements are prepared
+// again from the next one on, so running the work again succeeds.
+var ErrStatementChanged = errors.New("the plugin's tables changed under a prepared statement; it is prepared again on the next call")
+
 // maxTenantLen bounds tenant ids, which arrive from request headers and tokens.
 const maxTenantLen = 200
 
@@ -190,7 +196,7 @@ func (tx *Tx) run(ctx context.Context, op, sql string, args []any, start func([]
 		if err := tx.stillInTx(err); err != nil {
 			return nil, err
 		}
-		return nil, tx.errorf("%s: %w", op, err)
+		return nil, tx.errorf("%s: %w", op, tx.changed(err))
 	}
 	rr := st.rr
 	// Copy the descriptions: the connection reuses their memory for the next statement, and the type
@@ -233,9 +239,23 @@ func (tx *Tx) run(ctx context.Context, op, sql string, args []any, start func([]
 		err = failed
 	}
 	if err != nil {
-		return nil, tx.errorf("%s: %w", op, err)
+		return nil, tx.errorf("%s: %w", op, tx.changed(err))
 	}
 	return fds, nil
+}
+
+// changed recognises PostgreSQL's refusal of a prepared statement whose result type
+// changed (SQLSTATE 0A000, "cached plan must not change result type"), retires the
+// plugin's prepared statements on this host so that each is prepared again, and marks
+// err with ErrStatementChanged. Any other error is returned as it is.
+func (tx *Tx) changed(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "must not change result type") {
+		return err
+	}
+	tx.p.db.bumpStatements(tx.p.names.schema)
+	tx.p.db.log.Warn("prepared statements retired: the plugin's tables changed under them", "schema", tx.p.names.schema)
+	return fmt.Errorf("%w: %w", ErrStatementChanged, err)
 }
 
 // columns names and types the columns of a result.
@@ -266,7 +286,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected in
 		if err := tx.stillInTx(err); err != nil {
 			return 0, err
 		}
-		return 0, tx.errorf("exec: %w", err)
+		return 0, tx.errorf("exec: %w", tx.changed(err))
 	}
 	for st.rr.NextRow() {
 	}
@@ -278,7 +298,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args []any) (rowsAffected in
 		return 0, err
 	}
 	if err != nil {
-		return 0, tx.errorf("exec: %w", err)
+		return 0, tx.errorf("exec: %w", tx.changed(err))
 	}
 	return tag.RowsAffected(), nil
 }

@@ -211,7 +211,7 @@ func sqlError(err error) error {
 		return runtime.Errorf(wire.CodeTooLarge, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return runtime.Errorf(wire.CodeDeadline, "%v", err)
-	case errors.Is(err, postgres.ErrConnLost):
+	case errors.Is(err, postgres.ErrConnLost), errors.Is(err, postgres.ErrStatementChanged):
 		return runtime.Errorf(wire.CodeUnavailable, "%v", err)
 	case errors.As(err, &pe):
 		code := wire.CodeDatabase
