@@ -165,13 +165,42 @@ func TestPreparedStatementsAfterAnotherHostsMigration(t *testing.T) {
 			t.Fatalf("%s: after the migration: %v, want ErrStatementChanged", m.name, err)
 		}
 		res, err := read(m.p)
-		if n := len(res.Columns); err != nil || res.Columns[n-1].Name != label || res.Rows[0][n-1] != "none" {
-			t.Fatalf("%s: the statement was not prepared again: %v %v", m.name, res, err)
+		if err != nil {
+			t.Fatalf("%s: the statement was not prepared again: %v", m.name, err)
+		}
+		if n := len(res.Columns); res.Columns[n-1].Name != label || len(res.Rows) == 0 || res.Rows[0][n-1] != "none" {
+			t.Fatalf("%s: the statement was prepared again but answered %v", m.name, res)
 		}
 		if m.name == "transaction" { // the read-only statement must be prepared again for its own test
 			if res, err := read(modes[1].p); err != nil || len(res.Columns) != 7 {
 				t.Fatalf("read_only: before its migration: %v %v", res, err)
 			}
 		}
+	}
+	// A write whose RETURNING list changes the same way (Exec discards the rows, but the
+	// statement's result type still changed).
+	write := func() error {
+		tx, err := pb.Begin(ctx, "A")
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck // nothing to keep
+		_, err = tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('w') RETURNING *`, nil)
+		return err
+	}
+	for i := 0; i < 2; i++ {
+		if err := write(); err != nil {
+			t.Fatalf("exec: before the migration: %v", err)
+		}
+	}
+	files["0004_label2.sql"] = &fstest.MapFile{Data: []byte(`ALTER TABLE notes ADD COLUMN label2 text`)}
+	if _, err := Migrate(ctx, hostA, plugin, files); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(); !errors.Is(err, ErrStatementChanged) {
+		t.Fatalf("exec: after the migration: %v, want ErrStatementChanged", err)
+	}
+	if err := write(); err != nil {
+		t.Fatalf("exec: the statement was not prepared again: %v", err)
 	}
 }
