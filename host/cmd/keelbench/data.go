@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +76,17 @@ func pluginCall(ctx context.Context, srv *server.Server, method, path, route str
 	p := srv.Plugins().Lookup("bench-data").Plugin
 	return p.HTTP(ctx, &wire.HTTPRequest{Method: method, Path: path, Route: route, Params: params,
 		Ctx: wire.CallContext{RequestID: "bench", Tenant: benchTenant, Subject: "bench"}}, nil)
+}
+
+// backends lists the PostgreSQL processes serving the benchmark's database: both
+// pools' connections (the host's and pool's), which is what the SQL pairs measure.
+func backends(ctx context.Context, pool *pgxpool.Pool) []int {
+	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return nil
+	}
+	pids, _ := pgx.CollectRows(rows, pgx.RowTo[int])
+	return pids
 }
 
 // timePair runs a and b alternately n times after a warm-up and returns their
@@ -184,13 +197,8 @@ func benchSQL(ctx context.Context, logger *slog.Logger) error {
 		return pool.QueryRow(ctx, `SELECT id, name, email FROM plg_bench_data.customers WHERE tenant_id = $1 AND id = $2`,
 			benchTenant, fmt.Sprintf("c%d", i%1000+1)).Scan(&id, &name, &email)
 	}
-	pm, sm, pmean, smean, err := timePair(n, plugin, sameWork)
-	if err != nil {
-		return err
-	}
 	// A read_only route: one round trip, the tenant switch travelling with the query in
 	// one implicit transaction; the native equivalent pipelines the same two statements.
-	roPlugin := byID("/ro")
 	roNative := func(i int) error {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('role', 'keel_plg_bench_data', true), set_config('app.tenant_id', $1, true), set_config('transaction_read_only', 'on', true)`, benchTenant)
@@ -200,10 +208,36 @@ func benchSQL(ctx context.Context, logger *slog.Logger) error {
 		})
 		return pool.SendBatch(ctx, b).Close()
 	}
+	// The pairs below compare one PostgreSQL round trip with another; warm every path
+	// (so that both pools hold their connections), then pin the backends apart from
+	// this process (see placement).
+	roPlugin := byID("/ro")
+	for i := 0; i < 50; i++ {
+		for _, f := range []func(int) error{plugin, sameWork, roPlugin, roNative, bare} {
+			if err := f(i); err != nil {
+				return err
+			}
+		}
+	}
+	pl, pinErr := pinApart(backends(ctx, pool))
+	defer pl.restore()
+	repin := func() {
+		if pl != nil {
+			if err := pl.pinServers(backends(ctx, pool)); err != nil {
+				logger.Warn("pinning a new backend failed", "err", err)
+			}
+		}
+	}
+	pm, sm, pmean, smean, err := timePair(n, plugin, sameWork)
+	if err != nil {
+		return err
+	}
+	repin()
 	rpm, rnm, _, _, err := timePair(n, roPlugin, roNative)
 	if err != nil {
 		return err
 	}
+	repin()
 	bm, _, err := timeN(n, bare)
 	if err != nil {
 		return err
@@ -239,9 +273,15 @@ func benchSQL(ctx context.Context, logger *slog.Logger) error {
 		}
 		return tx.Commit(ctx)
 	}
+	repin()
 	bpm, bnm, _, _, err := timePair(n/10, batchPlugin, batchNative)
 	if err != nil {
 		return err
+	}
+	if pinErr != nil {
+		record("SQL placement: not pinned", pinErr.Error(), "", "", "")
+	} else {
+		record("SQL placement: pinned apart", pl.String(), "", "", "")
 	}
 	record("SQL by id through the capability, median", us(pm), "pgx same tx "+us(sm), fmt.Sprintf("%.2f×", float64(sm)/float64(pm)), "≥ 0.8×")
 	record(fmt.Sprintf("SQL per statement, %d reads in one unit of work", per), us(bpm/per), "pgx "+us(bnm/per), fmt.Sprintf("%.2f×", float64(bnm)/float64(bpm)), "≥ 0.8×")
@@ -272,6 +312,25 @@ func benchCache(ctx context.Context, logger *slog.Logger) error {
 	defer rc.Close()
 	full := cache.Key("bench-data", benchTenant, key)
 	const n = 5000
+	// Both sides read through their own connection to the one redis-server process:
+	// pin it apart from this process, as the SQL pairs do with PostgreSQL.
+	var pids []int
+	if info, err := rc.Info(ctx, "server").Result(); err == nil {
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+				if pid, err := strconv.Atoi(v); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+	}
+	pl, pinErr := pinApart(pids)
+	if pinErr == nil && len(pids) == 0 {
+		pinErr = errors.New("redis-server's process id is unknown (INFO server)")
+		pl.restore()
+		pl = nil
+	}
+	defer pl.restore()
 	pm, dm, _, _, err := timePair(n, func(int) error {
 		r, err := pluginCall(ctx, srv, "GET", "/cache/"+key, "/cache/:key", []wire.KV{{Name: "key", Value: key}})
 		if err != nil {
@@ -322,6 +381,11 @@ func benchCache(ctx context.Context, logger *slog.Logger) error {
 	gpm, gdm, err := batch(fmt.Sprintf("n=%d&alloc=1", per))
 	if err != nil {
 		return err
+	}
+	if pinErr != nil {
+		record("cache placement: not pinned", pinErr.Error(), "", "", "")
+	} else {
+		record("cache placement: pinned apart", pl.String(), "", "", "")
 	}
 	record(fmt.Sprintf("cache GET 1 KiB, per read (%d in one invocation), AppendGet", per), us(apm), "go-redis "+us(adm), fmt.Sprintf("%.2f×", float64(adm)/float64(apm)), "≥ 0.7×")
 	record("  same, Get (a new slice per read)", us(gpm), "go-redis "+us(gdm), fmt.Sprintf("%.2f×", float64(gdm)/float64(gpm)), "")
