@@ -97,17 +97,27 @@ func (p *placement) restore() {
 // setThreads sets the affinity of every thread of this process; threads started later
 // inherit it from the thread that starts them.
 func setThreads(set *unix.CPUSet) error {
+	var firstErr error
+	err := eachThread(func(tid int) {
+		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH && firstErr == nil {
+			firstErr = fmt.Errorf("pin thread %d: %w", tid, err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return firstErr
+}
+
+// eachThread calls f with the id of every thread of this process.
+func eachThread(f func(tid int)) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return fmt.Errorf("list this process's threads: %w", err)
 	}
 	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("pin thread %d: %w", tid, err)
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			f(tid)
 		}
 	}
 	return nil
