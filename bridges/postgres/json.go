@@ -41,8 +41,18 @@ func (tx *Tx) QueryJSON(ctx context.Context, sql string, args []any) (*JSONResul
 	)
 	start := func(fds []pgconn.FieldDescription) {
 		keys, kinds = make([][]byte, len(fds)), make([]jsonKind, len(fds))
+		// All keys in one buffer, so that a wide row costs one allocation, not one or
+		// two per column. Sized for names that need no escaping (quotes and colon
+		// added); one that does grows it, and the keys cut before stay valid.
+		size := 0
+		for _, fd := range fds {
+			size += len(fd.Name) + 3
+		}
+		kb := make([]byte, 0, size)
 		for i, fd := range fds {
-			keys[i] = append(wire.AppendJSONString(nil, fd.Name), ':')
+			from := len(kb)
+			kb = append(wire.AppendJSONString(kb, fd.Name), ':')
+			keys[i] = kb[from:len(kb):len(kb)]
 			var ok bool
 			if kinds[i], ok = tx.p.db.jsonKindOf(fd.DataTypeOID); !ok {
 				kinds = nil
@@ -62,6 +72,15 @@ func (tx *Tx) QueryJSON(ctx context.Context, sql string, args []any) (*JSONResul
 			}
 			decoded = append(decoded, row)
 			return nil
+		}
+		if buf == nil {
+			// Room for this row and a little more: the keys, the values' text and the
+			// punctuation, rendered values being rarely longer than their text.
+			size := 2 + 2*len(raw)
+			for i, v := range raw {
+				size += len(keys[i]) + len(v)
+			}
+			buf = make([]byte, 0, size+size/4)
 		}
 		mark := len(buf)
 		buf = append(buf, '{')

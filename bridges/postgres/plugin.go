@@ -37,6 +37,9 @@ var pluginNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,40}$`)
 
 type pluginNames struct {
 	name, schema, role string
+	// The transaction setup's constant parameters, encoded once (see PluginDB.Begin);
+	// never modified, so copies of a PluginDB share them.
+	roleParam, searchPathParam, nameParam []byte
 }
 
 func namesFor(plugin string) (pluginNames, error) {
@@ -44,7 +47,9 @@ func namesFor(plugin string) (pluginNames, error) {
 		return pluginNames{}, fmt.Errorf("%q: %w", plugin, ErrInvalidPluginName)
 	}
 	base := strings.ReplaceAll(plugin, "-", "_")
-	return pluginNames{name: plugin, schema: SchemaPrefix + base, role: RolePrefix + base}, nil
+	n := pluginNames{name: plugin, schema: SchemaPrefix + base, role: RolePrefix + base}
+	n.roleParam, n.searchPathParam, n.nameParam = []byte(n.role), []byte(n.searchPath()), []byte(n.name)
+	return n, nil
 }
 
 // searchPath puts pg_temp explicitly last: otherwise PostgreSQL searches temporary tables first, and a

@@ -52,7 +52,10 @@ func (s *preparedSet) put(sd *pgconn.StatementDescription) {
 
 // statementGen returns the current statement generation of a plugin.
 func (db *DB) statementGen(schema string) int64 {
-	v, _ := db.stmtGens.LoadOrStore(schema, new(atomic.Int64))
+	v, ok := db.stmtGens.Load(schema)
+	if !ok { // LoadOrStore alone would allocate a counter on every call
+		v, _ = db.stmtGens.LoadOrStore(schema, new(atomic.Int64))
+	}
 	return v.(*atomic.Int64).Load()
 }
 

@@ -95,12 +95,15 @@ func (p PluginDB) Begin(ctx context.Context, tenant string) (*Tx, error) {
 	// Nothing is sent yet: BEGIN and the setup travel with the first statement (or
 	// alone, if the first statement still has to be prepared), and a transaction that
 	// runs no statement costs no round trip at all.
+	// The tenant and the timeout share one allocation; the rest was encoded once.
+	vary := append(make([]byte, 0, len(tenant)+20), tenant...)
+	vary = strconv.AppendInt(vary, p.limits.statementTimeout.Milliseconds(), 10)
 	return &Tx{p: p, tenant: tenant, conn: conn, setup: [][]byte{
-		[]byte(p.names.role),
-		[]byte(p.names.searchPath()),
-		[]byte(tenant),
-		[]byte(p.names.name),
-		[]byte(strconv.FormatInt(p.limits.statementTimeout.Milliseconds(), 10)),
+		p.names.roleParam,
+		p.names.searchPathParam,
+		vary[:len(tenant):len(tenant)],
+		p.names.nameParam,
+		vary[len(tenant):],
 	}}, nil
 }
 

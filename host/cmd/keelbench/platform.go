@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -247,11 +248,15 @@ func serialCPU(ctx context.Context, srv *server.Server, pool *pgxpool.Pool, id s
 	}
 	const n = 4000
 	var tp, tn time.Duration
+	var ap, an, bp, bn uint64 // Go heap allocations and bytes (the host's; a guest's linear memory is not Go heap)
+	var ms0, ms1 goruntime.MemStats
 	for round := 0; round < 4; round++ { // alternate, so both see the same machine
 		for _, x := range []struct {
-			f func() error
-			t *time.Duration
-		}{{plugin, &tp}, {native, &tn}} {
+			f            func() error
+			t            *time.Duration
+			allocs, size *uint64
+		}{{plugin, &tp, &ap, &bp}, {native, &tn, &an, &bn}} {
+			goruntime.ReadMemStats(&ms0)
 			c0 := processCPU()
 			for i := 0; i < n; i++ {
 				if err := x.f(); err != nil {
@@ -260,11 +265,16 @@ func serialCPU(ctx context.Context, srv *server.Server, pool *pgxpool.Pool, id s
 			}
 			if round > 0 { // the first round warms up
 				*x.t += processCPU() - c0
+				goruntime.ReadMemStats(&ms1)
+				*x.allocs += ms1.Mallocs - ms0.Mallocs
+				*x.size += ms1.TotalAlloc - ms0.TotalAlloc
 			}
 		}
 	}
 	tp, tn = tp/(3*n), tn/(3*n)
 	record("GET customer one at a time, CPU per call", us(tp), "native "+us(tn), fmt.Sprintf("%.2f×", float64(tp)/float64(tn)), "")
+	record("  same, host Go heap allocations per call", fmt.Sprintf("%d (%d B)", ap/(3*n), bp/(3*n)),
+		fmt.Sprintf("native %d (%d B)", an/(3*n), bn/(3*n)), "", "")
 	return nil
 }
 

@@ -38,17 +38,22 @@ const (
 // work that rolled back.
 type Data struct {
 	mu  sync.RWMutex
-	dbs map[string]postgres.PluginDB // by plugin name, registered on activation
+	dbs map[string]pluginDBs // by plugin name, registered on activation
+}
+
+// pluginDBs is a plugin's database in both modes, made once at registration.
+type pluginDBs struct {
+	readWrite, readOnly postgres.PluginDB
 }
 
 // NewData creates the capability with no plugin databases registered.
-func NewData() *Data { return &Data{dbs: map[string]postgres.PluginDB{}} }
+func NewData() *Data { return &Data{dbs: map[string]pluginDBs{}} }
 
 // Register makes a plugin's schema available to its calls.
 func (d *Data) Register(plugin string, pdb postgres.PluginDB) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.dbs[plugin] = pdb
+	d.dbs[plugin] = pluginDBs{readWrite: pdb, readOnly: pdb.With(postgres.ReadOnly())}
 }
 
 // Funcs returns the host functions.
@@ -78,7 +83,7 @@ func (d *Data) unitOf(call *runtime.Call) (*unit, error) {
 	}
 	name := call.Manifest().Name
 	d.mu.RLock()
-	pdb, ok := d.dbs[name]
+	dbs, ok := d.dbs[name]
 	d.mu.RUnlock()
 	if !ok {
 		return nil, runtime.Errorf(wire.CodeUnavailable, "no database is configured for plugin %s (set KEEL_DATABASE_URL)", name)
@@ -86,12 +91,13 @@ func (d *Data) unitOf(call *runtime.Call) (*unit, error) {
 	if call.Context.Tenant == "" {
 		return nil, runtime.Errorf(wire.CodeInvalid, "this call acts for no tenant: database access and events are per tenant (authenticate, or send X-Tenant-ID on a public route)")
 	}
+	pdb := dbs.readWrite
 	if call.ReadOnly() {
-		pdb = pdb.With(postgres.ReadOnly())
+		pdb = dbs.readOnly
 	}
 	u := &unit{pdb: pdb, tenant: call.Context.Tenant}
 	call.SetValue(unitKey{}, u)
-	call.OnFinish(u.finish)
+	call.OnFinish(u)
 	return u, nil
 }
 
@@ -106,8 +112,8 @@ func (u *unit) begin(ctx context.Context) (*postgres.Tx, error) {
 	return u.tx, nil
 }
 
-// finish commits (with the outbox events) on success and rolls back otherwise.
-func (u *unit) finish(ctx context.Context, success bool) error {
+// Finish commits (with the outbox events) on success and rolls back otherwise.
+func (u *unit) Finish(ctx context.Context, success bool) error {
 	if !success {
 		u.events = nil
 		if u.tx != nil {

@@ -246,7 +246,7 @@ func (p *Plugin) finish(ctx context.Context, c *Call, success bool) error {
 	defer cancel()
 	var errs []error
 	for _, f := range c.finishes {
-		if err := f(fctx, success); err != nil {
+		if err := f.Finish(fctx, success); err != nil {
 			errs = append(errs, err)
 			success = false
 		}

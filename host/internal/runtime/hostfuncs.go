@@ -34,13 +34,14 @@ type HostFunc struct {
 // Call is the state of one invocation, visible to host functions. It lives exactly as
 // long as one export call.
 type Call struct {
-	Plugin   *Plugin
-	Context  *wire.CallContext
-	logger   *slog.Logger
-	inst     *instance
-	pending  []byte
-	finishes []Finisher
-	values   []callValue
+	Plugin    *Plugin
+	Context   *wire.CallContext
+	logger    *slog.Logger
+	inst      *instance
+	pending   []byte
+	finishes  []Finisher
+	oneFinish [1]Finisher
+	values    []callValue
 	// deadline is enforced by tick; capabilities see it through Ctx.
 	deadline time.Time
 	readOnly bool
@@ -126,11 +127,19 @@ func (c *Call) SetValue(key, val any) {
 // Finisher runs after the export returns. success reports whether the guest's result
 // counts as success (HTTP status < 400, or result code 0) and the call did not fail.
 // A finisher error turns a successful call into a failed one; this is how the unit of
-// work commits or rolls back.
-type Finisher func(ctx context.Context, success bool) error
+// work commits or rolls back. It is an interface, not a func, so that registering a
+// pointer (the unit of work) allocates nothing on the call path.
+type Finisher interface {
+	Finish(ctx context.Context, success bool) error
+}
 
 // OnFinish registers f. Finishers run in registration order.
-func (c *Call) OnFinish(f Finisher) { c.finishes = append(c.finishes, f) }
+func (c *Call) OnFinish(f Finisher) {
+	if c.finishes == nil {
+		c.finishes = c.oneFinish[:0] // the usual single finisher needs no allocation
+	}
+	c.finishes = append(c.finishes, f)
+}
 
 // Manifest returns the calling plugin's manifest.
 func (c *Call) Manifest() *manifest.Manifest { return c.Plugin.manifest }
