@@ -78,8 +78,8 @@ func pluginCall(ctx context.Context, srv *server.Server, method, path, route str
 		Ctx: wire.CallContext{RequestID: "bench", Tenant: benchTenant, Subject: "bench"}}, nil)
 }
 
-// backends lists the PostgreSQL processes serving the benchmark's database: both
-// pools' connections (the host's and pool's), which is what the SQL pairs measure.
+// backends lists the PostgreSQL processes serving the benchmark's database: the
+// connections of the host's pools and of the native side's pool alike.
 func backends(ctx context.Context, pool *pgxpool.Pool) []int {
 	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
 	if err != nil {

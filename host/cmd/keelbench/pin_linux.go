@@ -68,10 +68,14 @@ func (p *placement) pinServers(pids []int) error {
 			continue
 		}
 		var before unix.CPUSet
-		if err := unix.SchedGetaffinity(pid, &before); err != nil {
-			return fmt.Errorf("read the CPU affinity of server process %d: %w", pid, err)
+		err := unix.SchedGetaffinity(pid, &before)
+		if err == nil {
+			err = unix.SchedSetaffinity(pid, &set)
 		}
-		if err := unix.SchedSetaffinity(pid, &set); err != nil {
+		if err == unix.ESRCH {
+			continue // the connection closed since it was listed
+		}
+		if err != nil {
 			return fmt.Errorf("pin server process %d: %w", pid, err)
 		}
 		p.servers[pid] = before
