@@ -5,8 +5,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
+	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,11 +23,18 @@ import (
 // happened to run (bench/RESULTS.md, 2026-12-07). Pinned, both sides meet the same
 // placement. It needs two CPUs and the right to set another process's affinity (root
 // or CAP_SYS_NICE); without them the scenario runs unpinned and says so.
+//
+// The server processes are shared services (redis-server outlives the benchmark), so an
+// interrupt or termination while they are pinned restores them before keelbench exits.
 type placement struct {
-	self, server int                 // the CPUs
-	procs        int                 // GOMAXPROCS before
-	orig         unix.CPUSet         // this process's mask before
+	self, server int         // the CPUs
+	procs        int         // GOMAXPROCS before
+	orig         unix.CPUSet // this process's mask before
+	mu           sync.Mutex
 	servers      map[int]unix.CPUSet // pinned server pids and their masks before
+	sigs         chan os.Signal
+	done         chan struct{}
+	once         sync.Once
 }
 
 // pinApart pins this process to one CPU (and GOMAXPROCS to 1) and the given server
@@ -43,7 +53,18 @@ func pinApart(serverPIDs []int) (*placement, error) {
 	if len(cpus) < 2 {
 		return nil, fmt.Errorf("only %d CPU available", len(cpus))
 	}
-	p := &placement{self: cpus[0], server: cpus[1], orig: orig, servers: map[int]unix.CPUSet{}}
+	p := &placement{self: cpus[0], server: cpus[1], orig: orig, servers: map[int]unix.CPUSet{},
+		sigs: make(chan os.Signal, 1), done: make(chan struct{})}
+	signal.Notify(p.sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-p.sigs:
+			p.restoreServers()
+			fmt.Fprintf(os.Stderr, "keelbench: %v; the server processes' CPU affinity is restored\n", sig)
+			os.Exit(130)
+		case <-p.done:
+		}
+	}()
 	if err := p.pinServers(serverPIDs); err != nil {
 		p.restore()
 		return nil, err
@@ -61,6 +82,8 @@ func pinApart(serverPIDs []int) (*placement, error) {
 // pinServers pins server processes not pinned yet (a pool may have opened a
 // connection since).
 func (p *placement) pinServers(pids []int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var set unix.CPUSet
 	set.Set(p.server)
 	for _, pid := range pids {
@@ -89,12 +112,23 @@ func (p *placement) restore() {
 	if p == nil {
 		return
 	}
-	for pid, before := range p.servers {
-		unix.SchedSetaffinity(pid, &before) //nolint:errcheck // the process may be gone
-	}
+	p.once.Do(func() {
+		signal.Stop(p.sigs)
+		close(p.done)
+	})
+	p.restoreServers()
 	setThreads(&p.orig) //nolint:errcheck // best effort: the mask it replaces is a subset
 	if p.procs > 0 {
 		runtime.GOMAXPROCS(p.procs)
+	}
+}
+
+// restoreServers gives the pinned server processes their masks back.
+func (p *placement) restoreServers() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pid, before := range p.servers {
+		unix.SchedSetaffinity(pid, &before) //nolint:errcheck // the process may be gone
 	}
 }
 

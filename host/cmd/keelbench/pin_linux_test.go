@@ -3,10 +3,16 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,4 +84,72 @@ func checkThreads(want unix.CPUSet) error {
 		}
 	})
 	return firstErr
+}
+
+// TestPinApartInterrupted: keelbench interrupted while a server process is pinned
+// (the helper below, in a child process) gives that process its mask back before it
+// exits.
+func TestPinApartInterrupted(t *testing.T) {
+	var orig unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil || orig.Count() < 2 {
+		t.Skipf("needs two CPUs (have %d, %v)", orig.Count(), err)
+	}
+	server := exec.Command("sleep", "30")
+	if err := server.Start(); err != nil {
+		t.Skip("no sleep command:", err)
+	}
+	defer func() { server.Process.Kill(); server.Wait() }() //nolint:errcheck // cleanup
+	var before unix.CPUSet
+	if err := unix.SchedGetaffinity(server.Process.Pid, &before); err != nil {
+		t.Fatal(err)
+	}
+	helper := exec.Command(os.Args[0], "-test.run=^TestPinApartHelper$")
+	helper.Env = append(os.Environ(), "KEELBENCH_PIN_HELPER="+strconv.Itoa(server.Process.Pid))
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if strings.HasPrefix(line, "skip") {
+		helper.Wait() //nolint:errcheck // it skipped
+		t.Skip("helper:", strings.TrimSpace(line))
+	}
+	if err != nil || !strings.HasPrefix(line, "pinned") {
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	var during unix.CPUSet
+	if err := unix.SchedGetaffinity(server.Process.Pid, &during); err != nil || during.Count() != 1 {
+		t.Fatalf("the server process is not pinned while the helper runs (%d CPUs, %v)", during.Count(), err)
+	}
+	helper.Process.Signal(os.Interrupt) //nolint:errcheck // checked by Wait
+	err = helper.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("the helper ended with %v, want exit status 130", err)
+	}
+	var after unix.CPUSet
+	if err := unix.SchedGetaffinity(server.Process.Pid, &after); err != nil || after != before {
+		t.Fatalf("the server process's mask was not restored on interrupt (%d CPUs, %v)", after.Count(), err)
+	}
+}
+
+// TestPinApartHelper is the child of TestPinApartInterrupted; alone it does nothing.
+func TestPinApartHelper(t *testing.T) {
+	pid, err := strconv.Atoi(os.Getenv("KEELBENCH_PIN_HELPER"))
+	if err != nil {
+		t.Skip("only run by TestPinApartInterrupted")
+	}
+	p, err := pinApart([]int{pid})
+	if err != nil {
+		fmt.Println("skip:", err)
+		return
+	}
+	defer p.restore()
+	fmt.Println("pinned")
+	time.Sleep(30 * time.Second) // until interrupted
+	t.Fatal("not interrupted")
 }
