@@ -17,10 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestPinApartRestores pins this process and a child apart, checks both masks and
-// GOMAXPROCS, and checks that restore gives every thread (including one started while
-// pinned) and the child their masks back.
-func TestPinApartRestores(t *testing.T) {
+// serverProcess skips the test without two CPUs, and otherwise returns this process's
+// CPU mask and a child process that stands for a server until the test ends.
+func serverProcess(t *testing.T) (unix.CPUSet, *exec.Cmd) {
+	t.Helper()
 	var orig unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &orig); err != nil || orig.Count() < 2 {
 		t.Skipf("needs two CPUs (have %d, %v)", orig.Count(), err)
@@ -29,7 +29,15 @@ func TestPinApartRestores(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Skip("no sleep command:", err)
 	}
-	defer func() { child.Process.Kill(); child.Wait() }() //nolint:errcheck // cleanup
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() }) //nolint:errcheck // cleanup
+	return orig, child
+}
+
+// TestPinApartRestores pins this process and a child apart, checks both masks and
+// GOMAXPROCS, and checks that restore gives every thread (including one started while
+// pinned) and the child their masks back.
+func TestPinApartRestores(t *testing.T) {
+	orig, child := serverProcess(t)
 	procs := runtime.GOMAXPROCS(0)
 	p, err := pinApart([]int{child.Process.Pid})
 	if err != nil {
@@ -90,15 +98,7 @@ func checkThreads(want unix.CPUSet) error {
 // (the helper below, in a child process) gives that process its mask back before it
 // exits.
 func TestPinApartInterrupted(t *testing.T) {
-	var orig unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &orig); err != nil || orig.Count() < 2 {
-		t.Skipf("needs two CPUs (have %d, %v)", orig.Count(), err)
-	}
-	server := exec.Command("sleep", "30")
-	if err := server.Start(); err != nil {
-		t.Skip("no sleep command:", err)
-	}
-	defer func() { server.Process.Kill(); server.Wait() }() //nolint:errcheck // cleanup
+	_, server := serverProcess(t)
 	var before unix.CPUSet
 	if err := unix.SchedGetaffinity(server.Process.Pid, &before); err != nil {
 		t.Fatal(err)
