@@ -252,8 +252,11 @@ func (tx *Tx) run(ctx context.Context, op, sql string, args []any, start func([]
 // plugin's prepared statements on this host so that each is prepared again, and marks
 // err with ErrStatementChanged. Any other error is returned as it is.
 func (tx *Tx) changed(err error) error {
+	// The server function that raises it identifies the case whatever the server's
+	// message language (lc_messages); the English text is the fallback.
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "must not change result type") {
+	if !errors.As(err, &pe) || pe.Code != "0A000" ||
+		(pe.Routine != "RevalidateCachedQuery" && !strings.Contains(pe.Message, "must not change result type")) {
 		return err
 	}
 	tx.p.db.bumpStatements(tx.p.names.schema)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -325,11 +324,6 @@ func benchCache(ctx context.Context, logger *slog.Logger) error {
 		}
 	}
 	pl, pinErr := pinApart(pids)
-	if pinErr == nil && len(pids) == 0 {
-		pinErr = errors.New("redis-server's process id is unknown (INFO server)")
-		pl.restore()
-		pl = nil
-	}
 	defer pl.restore()
 	pm, dm, _, _, err := timePair(n, func(int) error {
 		r, err := pluginCall(ctx, srv, "GET", "/cache/"+key, "/cache/:key", []wire.KV{{Name: "key", Value: key}})

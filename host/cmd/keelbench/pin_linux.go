@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -40,6 +41,9 @@ type placement struct {
 // pinApart pins this process to one CPU (and GOMAXPROCS to 1) and the given server
 // processes to another.
 func pinApart(serverPIDs []int) (*placement, error) {
+	if len(serverPIDs) == 0 {
+		return nil, errors.New("no server process found to pin")
+	}
 	var orig unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &orig); err != nil {
 		return nil, fmt.Errorf("read this process's CPU affinity: %w", err)
