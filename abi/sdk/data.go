@@ -22,6 +22,8 @@ var DB dbAPI
 
 // Rows is a query result.
 type Rows struct {
+	// Columns are the result's columns in order. They are shared with other
+	// results that had the same columns: read them, do not modify them.
 	Columns []wire.Column
 	Data    [][]any
 }
@@ -99,11 +101,15 @@ func query(op string, req *wire.SQLRequest, res *wire.SQLResult) error {
 }
 
 // decodeResult decodes a result queryRaw returned; its strings point into b (the
-// result's own copy) instead of each being allocated.
+// result's own copy) instead of each being allocated, and columns seen in a recent
+// result are not decoded again (resultColumns).
 func decodeResult(b []byte, res *wire.SQLResult) error {
 	resetColumnPositions()
-	return wire.DecodeSQLResultAliased(b, res, intern)
+	return wire.DecodeSQLResultCached(b, res, intern, &resultColumns)
 }
+
+// resultColumns remembers the columns of the statements this plugin ran lately.
+var resultColumns wire.ColumnCache
 
 // prefetchedReq and prefetchedRes are the route's declared lookup (manifest prefetch)
 // that the host ran for the request being served: its encoded request and result,

@@ -236,7 +236,7 @@ const (
 // DecodeSQLResultInterned is DecodeSQLResult with column names and types going
 // through intern (when not nil): a guest reads the same columns call after call.
 func DecodeSQLResultInterned(b []byte, r *SQLResult, intern Interner) error {
-	return decodeSQLResult(b, r, intern, false)
+	return decodeSQLResult(b, r, intern, false, nil)
 }
 
 // DecodeSQLResultAliased is DecodeSQLResultInterned whose string and bytes values
@@ -244,17 +244,89 @@ func DecodeSQLResultInterned(b []byte, r *SQLResult, intern Interner) error {
 // decodes it without an allocation per value. The caller must own b and never
 // modify it afterwards (the strings would change).
 func DecodeSQLResultAliased(b []byte, r *SQLResult, intern Interner) error {
-	return decodeSQLResult(b, r, intern, true)
+	return decodeSQLResult(b, r, intern, true, nil)
 }
 
-func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error {
+// DecodeSQLResultCached is DecodeSQLResultAliased that takes the result's columns
+// from cache when it has decoded the same encoded columns before, and remembers them
+// otherwise. The columns are then shared by every result that found them there: the
+// caller must not modify them.
+func DecodeSQLResultCached(b []byte, r *SQLResult, intern Interner, cache *ColumnCache) error {
+	return decodeSQLResult(b, r, intern, true, cache)
+}
+
+// ColumnCache remembers the decoded columns of the last few distinct results, by
+// their encoding. A guest's handlers run the same few statements call after call, and
+// decoding a result's columns (a nested message each, with name and type) was a
+// third of a one-row read's decoding in wasm; comparing their encoding with a
+// remembered one is a memory comparison. The zero value is ready to use; it is not
+// safe for concurrent use.
+type ColumnCache struct {
+	entries [columnCacheSize]struct {
+		enc  []byte
+		cols []Column
+	}
+	next int // the entry to replace next (round robin)
+}
+
+const (
+	columnCacheSize = 8
+	// maxCachedColumns bounds the encoding an entry keeps (a copy): results with
+	// more columns than this takes are decoded every time.
+	maxCachedColumns = 4096
+)
+
+// lookup returns the columns remembered for enc, or nil.
+func (c *ColumnCache) lookup(enc []byte) []Column {
+	for i := range c.entries {
+		if e := &c.entries[i]; len(e.enc) == len(enc) && string(e.enc) == string(enc) {
+			return e.cols
+		}
+	}
+	return nil
+}
+
+// remember keeps a copy of enc with the columns decoded from it.
+func (c *ColumnCache) remember(enc []byte, cols []Column) {
+	if len(enc) > maxCachedColumns || len(cols) == 0 {
+		return
+	}
+	e := &c.entries[c.next]
+	e.enc, e.cols = append(e.enc[:0], enc...), cols
+	c.next = (c.next + 1) % len(c.entries)
+}
+
+func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool, cache *ColumnCache) error {
 	*r = SQLResult{}
 	// Size the lists once: grown by append, a result of fourteen columns cost five
 	// allocations and copies for its columns alone, the largest share of a one-row
 	// read's decoding in a wasm guest. Counting the top-level fields is cheap.
 	// Lists stay nil when empty, as before.
 	cols, rows, objs := countResultFields(b)
-	if cols > 0 {
+	rd := NewReader(b)
+	if cache != nil && cols > 0 {
+		// The columns come first, as the host writes them; a result whose columns are
+		// not one run at the start is decoded field by field below.
+		if n, end := fieldRun(b, resColumn); n == cols {
+			if known := cache.lookup(b[:end]); known != nil && len(known) == n {
+				r.Columns = known
+				rd.b = b[end:]
+			} else {
+				r.Columns = make([]Column, 0, n)
+				crd := NewReader(b[:end])
+				for _, v, ok := crd.Next(); ok; _, v, ok = crd.Next() {
+					c, err := decodeColumn(v, intern)
+					if err != nil {
+						return wrap("sql result", err)
+					}
+					r.Columns = append(r.Columns, c)
+				}
+				cache.remember(b[:end], r.Columns[:n:n]) // full: appending to a shared list copies
+				rd.b = b[end:]
+			}
+		}
+	}
+	if cols > 0 && r.Columns == nil {
 		r.Columns = make([]Column, 0, cols)
 	}
 	if rows > 0 {
@@ -263,7 +335,16 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error 
 	if objs > 0 {
 		r.JSONRows = make([][]byte, 0, objs)
 	}
-	rd := NewReader(b)
+	// Aliased (the guest's decoding), all rows' values share one backing array, and
+	// values boxed into interfaces share one array per type (see boxes): a typed row
+	// of a few columns otherwise cost an allocation per row and one per text, integer
+	// or time value, the largest share of a statement's time in a wasm guest.
+	var vals []any
+	var bx *boxes
+	if alias && rows > 0 && cols > 0 {
+		vals = make([]any, rows*cols)
+		bx = &boxes{hint: rows * cols}
+	}
 	for tag, v, ok := rd.Next(); ok; tag, v, ok = rd.Next() {
 		switch tag {
 		case resColumn:
@@ -271,28 +352,26 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool) error 
 				rd.Fail(malformed("column after rows"))
 				break
 			}
-			var c Column
-			cr := NewReader(v)
-			for t, cv, ok := cr.Next(); ok; t, cv, ok = cr.Next() {
-				switch {
-				case t == colName && intern != nil:
-					c.Name = intern(InternColumnName, cv)
-				case t == colName:
-					c.Name = string(cv)
-				case t == colType && intern != nil:
-					c.Type = intern(InternColumnType, cv)
-				case t == colType:
-					c.Type = string(cv)
-				}
-			}
-			rd.Fail(cr.Err())
+			c, err := decodeColumn(v, intern)
+			rd.Fail(err)
 			r.Columns = append(r.Columns, c)
 		case resRow:
-			row := make([]any, 0, len(r.Columns))
+			var row []any
+			if n := len(r.Rows) * cols; vals != nil && len(r.Columns) == cols && n+cols <= len(vals) {
+				row = vals[n : n : n+cols] // a row with too many values grows out of the backing, and fails below
+			} else {
+				row = make([]any, 0, len(r.Columns))
+			}
 			vr := NewReader(v)
 			for t, vv, ok := vr.Next(); ok; t, vv, ok = vr.Next() {
 				if t == rowValue {
-					val, err := decodeValue(vv, alias)
+					var val any
+					var err error
+					if bx != nil {
+						val, err = bx.decode(vv)
+					} else {
+						val, err = decodeValue(vv, alias)
+					}
 					vr.Fail(err)
 					row = append(row, val)
 				}
@@ -365,10 +444,29 @@ func SplitSQLResultJSON(b []byte) (columns []byte, rows [][]byte, ok bool, err e
 	return b[start:end], rows, true, nil
 }
 
+// decodeColumn decodes one nested column field.
+func decodeColumn(v []byte, intern Interner) (Column, error) {
+	var c Column
+	cr := NewReader(v)
+	for t, cv, ok := cr.Next(); ok; t, cv, ok = cr.Next() {
+		switch {
+		case t == colName && intern != nil:
+			c.Name = intern(InternColumnName, cv)
+		case t == colName:
+			c.Name = string(cv)
+		case t == colType && intern != nil:
+			c.Type = intern(InternColumnType, cv)
+		case t == colType:
+			c.Type = string(cv)
+		}
+	}
+	return c, cr.Err()
+}
+
 // DecodeSQLColumns decodes the column fields SplitSQLResultJSON returned.
 func DecodeSQLColumns(b []byte, intern Interner) ([]Column, error) {
 	var r SQLResult
-	err := decodeSQLResult(b, &r, intern, true)
+	err := decodeSQLResult(b, &r, intern, true, nil)
 	return r.Columns, err
 }
 

@@ -224,6 +224,10 @@ func TestSQLRoundTrip(t *testing.T) {
 	}
 }
 
+// fuzzColumns is shared by the fuzz inputs, so that one input may find another's
+// columns remembered.
+var fuzzColumns ColumnCache
+
 func FuzzDecodeCapabilities(f *testing.F) {
 	b, _ := AppendSQLRequest(nil, &SQLRequest{SQL: "select 1", Params: []any{int64(1), "a"}})
 	f.Add(b)
@@ -257,6 +261,15 @@ func FuzzDecodeCapabilities(f *testing.F) {
 		err3 := DecodeSQLResultAliased(append([]byte(nil), b...), &res3, func(_ byte, v []byte) string { return string(v) })
 		if (err == nil) != (err3 == nil) || (err == nil && !reflect.DeepEqual(res, res3)) {
 			t.Fatalf("aliased decoding differs: %v / %v", err, err3)
+		}
+		// The guest's decoding with remembered columns agrees too, the first time
+		// (columns decoded and remembered) and the second (taken from the cache).
+		for i := 0; i < 2; i++ {
+			var res4 SQLResult
+			err4 := DecodeSQLResultCached(append([]byte(nil), b...), &res4, func(_ byte, v []byte) string { return string(v) }, &fuzzColumns)
+			if (err == nil) != (err4 == nil) || (err == nil && !reflect.DeepEqual(res, res4)) {
+				t.Fatalf("decoding with a column cache differs (pass %d): %v / %v\n%#v\n%#v", i, err, err4, res, res4)
+			}
 		}
 		// The guest's deferred reading of JSON results agrees with the full decoding.
 		cols, objs, ok, serr := SplitSQLResultJSON(b)
