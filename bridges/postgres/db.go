@@ -42,6 +42,7 @@ type DB struct {
 	prepared sync.Map // *pgconn.PgConn -> *preparedSet
 
 	guard guardMemo // the SQL guard's verdicts per statement text
+	names nameMemo  // prepared statement names (prepared.go)
 }
 
 // Option configures Open.

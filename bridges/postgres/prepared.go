@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -105,6 +107,48 @@ func (tx *Tx) ensureSetup(ctx context.Context) (*pgconn.StatementDescription, er
 // forget drops the bookkeeping of a closed connection.
 func (db *DB) forget(pc *pgconn.PgConn) { db.prepared.Delete(pc) }
 
+// nameMemo remembers statement names: hashing the statement text on every
+// execution cost a SHA-256, a hex encoding and four allocations per statement, a
+// fifth of the bridge's own work for a one-row read.
+type nameMemo struct {
+	mu sync.RWMutex
+	m  map[nameKey]string
+}
+
+// nameKey is what a statement's name is derived from; oids holds the parameter
+// types' bytes.
+type nameKey struct {
+	schema, sql, oids string
+	gen               int64
+}
+
+// maxNameMemo bounds the remembered names; past it the memo starts over.
+const maxNameMemo = 4096
+
+// name returns statementName(schema, gen, sql, oids), remembered.
+func (nm *nameMemo) name(schema string, gen int64, sql string, oids []uint32) string {
+	k := nameKey{schema: schema, sql: sql, gen: gen}
+	if len(oids) > 0 {
+		// A view of the types for the lookup; the key kept below owns a copy.
+		k.oids = unsafe.String((*byte)(unsafe.Pointer(unsafe.SliceData(oids))), len(oids)*4)
+	}
+	nm.mu.RLock()
+	n, ok := nm.m[k]
+	nm.mu.RUnlock()
+	if ok {
+		return n
+	}
+	n = statementName(schema, gen, sql, oids)
+	k.schema, k.sql, k.oids = strings.Clone(schema), strings.Clone(sql), strings.Clone(k.oids)
+	nm.mu.Lock()
+	if nm.m == nil || len(nm.m) >= maxNameMemo {
+		nm.m = make(map[nameKey]string)
+	}
+	nm.m[k] = n
+	nm.mu.Unlock()
+	return n
+}
+
 func statementName(schema string, gen int64, sql string, oids []uint32) string {
 	h := sha256.New()
 	h.Write([]byte(schema))
@@ -134,7 +178,7 @@ func noFinish() error { return nil }
 func (tx *Tx) execPrepared(ctx context.Context, sql string, values [][]byte, oids []uint32, formats []int16) (*stmt, error) {
 	pc := tx.conn.Conn().PgConn()
 	db := tx.p.db
-	name := statementName(tx.p.names.schema, db.statementGen(tx.p.names.schema), sql, oids)
+	name := db.names.name(tx.p.names.schema, db.statementGen(tx.p.names.schema), sql, oids)
 	set := db.preparedOn(pc)
 	sd := set.get(name)
 	if sd != nil && tx.setup != nil {
