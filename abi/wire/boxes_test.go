@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,37 @@ func BenchmarkDecodeSQLResultCached(b *testing.B) {
 		var r SQLResult
 		if err := DecodeSQLResultCached(enc, &r, nil, &cache); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The boxed values keep their arrays alive: values held only through interfaces,
+// after the results, rows and decoders are gone, survive collections intact.
+func TestBoxedValuesSurviveCollection(t *testing.T) {
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	var kept []any
+	for i := 0; i < 2000; i++ {
+		row := []any{"text-" + itoa(i), int64(1000 + i), float64(i) / 4, at.Add(time.Duration(i) * time.Second)}
+		enc, err := AppendSQLResult(nil, &SQLResult{Columns: []Column{{"s", "text"}, {"i", "int8"}, {"f", "float8"}, {"t", "timestamptz"}},
+			Rows: [][]any{row}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r SQLResult
+		if err := DecodeSQLResultAliased(enc, &r, nil); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, r.Rows[0]...)
+		if i%100 == 0 {
+			runtime.GC()
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	for i := 0; i < 2000; i++ {
+		v := kept[4*i : 4*i+4]
+		if v[0] != "text-"+itoa(i) || v[1] != int64(1000+i) || v[2] != float64(i)/4 || !v[3].(time.Time).Equal(at.Add(time.Duration(i)*time.Second)) {
+			t.Fatalf("value set %d changed: %v", i, v)
 		}
 	}
 }
