@@ -9,9 +9,8 @@ import (
 
 // boxes puts the values of one aliased result into interfaces without an allocation
 // per value. Go boxes a string, an int64 of 256 or more, a float64 or a time.Time by
-// copying it to a new heap object; here the values are appended to one array per type,
-// allocated when the first value of that type arrives and sized for the whole result,
-// and each interface points at its element. An interface's data word may point into a
+// copying it to a new heap object; here the values are appended to arrays per type
+// (see put), and each interface points at its element. An interface's data word may point into a
 // larger object (the collector keeps the whole array alive while any of its values is
 // referenced), and the elements are never written again, which is all the language's
 // own boxing promises. When an array is full a new one is started, so elements never
@@ -51,11 +50,13 @@ func boxAt(typ, p unsafe.Pointer) (v any) {
 	return v
 }
 
-// put appends x to *arr (starting an array of hint elements when full) and returns
-// its element's address.
+// put appends x to *arr and returns its element's address. When the array is full
+// it starts another, twice the size of the last (eight at first), but never larger
+// than hint, the values left in the result: a result's arrays then hold at most about
+// twice the values of their type, whatever the mix of types, in a few allocations.
 func put[T any](arr *[]T, x T, hint int) unsafe.Pointer {
 	if len(*arr) == cap(*arr) {
-		*arr = make([]T, 0, max(hint, 1))
+		*arr = make([]T, 0, max(min(hint, max(8, 2*cap(*arr))), 1))
 	}
 	*arr = append(*arr, x)
 	return unsafe.Pointer(&(*arr)[len(*arr)-1])

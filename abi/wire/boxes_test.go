@@ -135,3 +135,28 @@ func TestBoxedValuesSurviveCollection(t *testing.T) {
 		}
 	}
 }
+
+// A large result's boxed values take a few allocations per type (arrays doubling in
+// size), not one per value.
+func TestBoxedValuesAllocations(t *testing.T) {
+	const n = 1000
+	rows := make([][]any, n)
+	for i := range rows {
+		rows[i] = []any{"name-" + itoa(i), int64(1_000_000 + i), time.Unix(int64(i), 0).UTC()}
+	}
+	enc, err := AppendSQLResult(nil, &SQLResult{Columns: []Column{{"s", "text"}, {"i", "int8"}, {"t", "timestamptz"}}, Rows: rows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cache ColumnCache
+	allocs := testing.AllocsPerRun(20, func() {
+		var r SQLResult
+		if err := DecodeSQLResultCached(enc, &r, nil, &cache); err != nil || len(r.Rows) != n || r.Rows[n-1][1] != int64(1_000_000+n-1) {
+			t.Fatalf("%v %d", err, len(r.Rows))
+		}
+	})
+	// The values array and the rows list, then per type about log2(1000/8)+1 arrays.
+	if allocs > 30 {
+		t.Fatalf("%v allocations for %d rows of three boxed values", allocs, n)
+	}
+}
