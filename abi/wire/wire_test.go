@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"os/exec"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -354,4 +356,19 @@ func sameRequest(a, b *HTTPRequest) bool {
 		string(a.Body) == string(b.Body) && string(a.Prefetch) == string(b.Prefetch) &&
 		string(a.PrefetchResult) == string(b.PrefetchResult) && kvs(a.Params, b.Params) && kvs(a.Headers, b.Headers) &&
 		strs(a.Ctx.Permissions, b.Ctx.Permissions) && reflect.DeepEqual(ca, cb)
+}
+
+// TestReaderNextInlines holds the property Reader.Next's shape exists for: the
+// compiler inlines it into the decoders' loops.
+func TestReaderNextInlines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the compiler")
+	}
+	out, err := exec.Command("go", "build", "-gcflags=-m", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "can inline (*Reader).Next") {
+		t.Fatalf("(*Reader).Next is no longer inlined; go build -gcflags=-m says:\n%s", out)
+	}
 }
