@@ -125,7 +125,7 @@ func queryRaw(op string, req *wire.SQLRequest) ([]byte, error) {
 	if err != nil {
 		return nil, wrapErr(op, err)
 	}
-	if prefetchedReq != nil && string(in) == string(prefetchedReq) {
+	if prefetchedReq != nil && len(in) == len(prefetchedReq) && wire.Equal(in, prefetchedReq) {
 		out := append([]byte(nil), prefetchedRes...)
 		prefetchedReq, prefetchedRes = nil, nil
 		sent(in)

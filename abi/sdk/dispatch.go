@@ -173,7 +173,7 @@ func intern(field byte, b []byte) string {
 		rawHeaders = b // aliases the input, which outlives the call; see Request.Header
 		return wire.HeaderRunKept
 	case wire.InternPermRun:
-		if lastPermRun != nil && string(lastPermRun) == string(b) {
+		if lastPermRun != nil && len(lastPermRun) == len(b) && wire.Equal(lastPermRun, b) {
 			return wire.PermRunReuse
 		}
 		lastPermRun = append(lastPermRun[:0], b...)

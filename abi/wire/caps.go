@@ -279,7 +279,7 @@ const (
 // lookup returns the columns remembered for enc, or nil.
 func (c *ColumnCache) lookup(enc []byte) []Column {
 	for i := range c.entries {
-		if e := &c.entries[i]; len(e.enc) == len(enc) && string(e.enc) == string(enc) {
+		if e := &c.entries[i]; len(e.enc) == len(enc) && Equal(e.enc, enc) {
 			return e.cols
 		}
 	}
