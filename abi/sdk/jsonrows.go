@@ -3,6 +3,7 @@ package keel
 import (
 	"bytes"
 	"strconv"
+	"unsafe"
 
 	"github.com/keelhq/keel/abi/wire"
 )
@@ -48,7 +49,75 @@ func (r *JSONRows) AppendArray(dst []byte, from, to int) []byte {
 // Value returns the JSON text of column col in row i ("null" for NULL), or nil when
 // the result has no such column.
 func (r *JSONRows) Value(i int, col string) []byte {
+	if v, ok := findMember(r.objs[i], col); ok {
+		return v
+	}
 	return jsonMember(r.objs[i], col)
+}
+
+// findMember is jsonMember by pattern, for the objects the host renders: it looks for
+// the key, quoted and followed by a colon, right after the object's '{' or after a
+// ',', and reads the value there. In such an object that sequence only occurs where a
+// member starts. A '"' is either escaped (inside a string) or a string's opening or
+// closing quote, and a closing quote is followed by ',', ':' or '}'; the key's first
+// byte is none of those, so the matched quote opens a string, the ',' before it lies
+// outside any string (a member separator), and the string after a separator is a key.
+// Commas are found with bytes.IndexByte (word at a time in wasm) and the key compared
+// eight bytes at a time, where jsonMember steps through every byte of every key and
+// value; in a wasm guest that walk was a sixth of master-data's GET.
+//
+// ok is false when key is not a plain name (empty, longer than 128 bytes, starting
+// with ',', ':' or '}', or holding a byte the host's JSON writes escaped or that is not
+// ASCII): the caller then scans with jsonMember. When ok is
+// true, v is what jsonMember returns for the host's objects (TestFindMember, and
+// FuzzFindMember against jsonMember).
+func findMember(obj []byte, key string) (v []byte, ok bool) {
+	if key == "" || len(key) > 128 || key[0] == ',' || key[0] == ':' || key[0] == '}' {
+		// A closing quote is followed by one of those: with a key starting so, the
+		// pattern could match a string value's last comma and closing quote.
+		return nil, false
+	}
+	for i := 0; i < len(key); i++ {
+		// The bytes wire.AppendJSONString writes as they are; a key with any other is
+		// written escaped.
+		if c := key[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return nil, false
+		}
+	}
+	if len(obj) < 2 || obj[0] != '{' {
+		return nil, true
+	}
+	at := 0 // obj[at] is '{' or ',' before a candidate member
+	for {
+		if rest := obj[at+1:]; len(rest) >= len(key)+3 && rest[0] == '"' && rest[len(key)+1] == '"' && rest[len(key)+2] == ':' &&
+			wire.Equal(rest[1:len(key)+1], unsafe.Slice(unsafe.StringData(key), len(key))) {
+			return memberValue(obj, at+1+len(key)+3), true
+		}
+		n := bytes.IndexByte(obj[at+1:], ',')
+		if n < 0 {
+			return nil, true
+		}
+		at += 1 + n
+	}
+}
+
+// memberValue returns the scalar value starting at obj[start], or nil if there is none.
+func memberValue(obj []byte, start int) []byte {
+	if start >= len(obj) {
+		return nil
+	}
+	end := start
+	if obj[start] == '"' {
+		end = skipJSONString(obj, start)
+	} else {
+		for end < len(obj) && obj[end] != ',' && obj[end] != '}' {
+			end++
+		}
+	}
+	if end < 0 || end >= len(obj) || end == start {
+		return nil
+	}
+	return obj[start:end]
 }
 
 // Int returns an integer column of row i (0 when NULL, not an integer or unknown).

@@ -150,3 +150,83 @@ func FuzzJSONKeyIs(f *testing.F) {
 		}
 	})
 }
+
+// memberObjects renders host objects whose values hold what findMember looks
+// for: commas, quotes, braces and other members' keys inside strings.
+func memberObjects(names []string, texts []string, n int64) [][]byte {
+	var objs [][]byte
+	for _, text := range texts {
+		cols := make([]wire.Column, 0, len(names)+2)
+		row := make([]any, 0, len(names)+2)
+		for i, name := range names {
+			cols = append(cols, wire.Column{Name: name, Type: "text"})
+			if i%2 == 0 {
+				row = append(row, text)
+			} else {
+				row = append(row, n+int64(i))
+			}
+		}
+		cols = append(cols, wire.Column{Name: "none", Type: "text"}, wire.Column{Name: "last", Type: "int8"})
+		row = append(row, nil, n)
+		objs = append(objs, wire.AppendRowJSON(nil, cols, row))
+	}
+	return objs
+}
+
+func TestFindMember(t *testing.T) {
+	names := []string{"id", "notes", "version", "ver", "version_2", "x,\"version\":", "é", "tab\there", "version"}
+	texts := []string{"", `,"version":1`, `{"version":2}`, `a\",\"version\":3`, "comma, comma", `\`, `"`, "ünïcode", "line\nbreak"}
+	for _, obj := range memberObjects(names, texts, 7) {
+		for _, key := range append(names, "missing", "", "none", "last", "versio", "ersion") {
+			want := jsonMember(obj, key)
+			got, ok := findMember(obj, key)
+			if !ok {
+				got = jsonMember(obj, key)
+			}
+			if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+				t.Fatalf("key %q in %s: findMember %q (ok %v), jsonMember %q", key, obj, got, ok, want)
+			}
+		}
+	}
+	if _, ok := findMember([]byte(`{"a":1}`), `a"b`); ok {
+		t.Fatal("a key JSON escapes was looked up by pattern")
+	}
+}
+
+func FuzzFindMember(f *testing.F) {
+	f.Add("version", "notes", `,"version":9`, int64(7))
+	f.Add("a", "b", `\"a\":`, int64(-1))
+	f.Fuzz(func(t *testing.T, k1, k2, text string, n int64) {
+		for _, obj := range memberObjects([]string{k1, k2, k1 + k2}, []string{text, k1, `"` + k2 + `":`}, n) {
+			for _, key := range []string{k1, k2, k1 + k2, text, "none", "last"} {
+				got, ok := findMember(obj, key)
+				if !ok {
+					continue
+				}
+				if want := jsonMember(obj, key); !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+					t.Fatalf("key %q in %s: findMember %q, jsonMember %q", key, obj, got, want)
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkJSONMember reads master-data's ETag column out of its GET row, by pattern
+// (findMember, what JSONRows.Value does) and by walking the object (jsonMember).
+func BenchmarkJSONMember(b *testing.B) {
+	obj := []byte(getPathRow)
+	b.Run("findMember", func(b *testing.B) {
+		for b.Loop() {
+			if v, ok := findMember(obj, "version"); !ok || string(v) != "7" {
+				b.Fatal(string(v))
+			}
+		}
+	})
+	b.Run("jsonMember", func(b *testing.B) {
+		for b.Loop() {
+			if v := jsonMember(obj, "version"); string(v) != "7" {
+				b.Fatal(string(v))
+			}
+		}
+	})
+}
