@@ -3,7 +3,6 @@ package keel
 import (
 	"bytes"
 	"strconv"
-	"unsafe"
 
 	"github.com/keelhq/keel/abi/wire"
 )
@@ -62,14 +61,15 @@ func (r *JSONRows) Value(i int, col string) []byte {
 // closing quote, and a closing quote is followed by ',', ':' or '}'; the key's first
 // byte is none of those, so the matched quote opens a string, the ',' before it lies
 // outside any string (a member separator), and the string after a separator is a key.
-// Commas are found with bytes.IndexByte (word at a time in wasm) and the key compared
-// eight bytes at a time, where jsonMember steps through every byte of every key and
-// value; in a wasm guest that walk was a sixth of master-data's GET.
+// Commas are found with bytes.IndexByte (word at a time in wasm) and only a candidate
+// whose quotes and colon sit where the key's would is compared, where jsonMember steps
+// through every byte of every key and value; in a wasm guest that walk was a sixth of
+// master-data's GET.
 //
 // ok is false when key is not a plain name (empty, longer than 128 bytes, starting
 // with ',', ':' or '}', or holding a byte the host's JSON writes escaped or that is not
-// ASCII): the caller then scans with jsonMember. When ok is
-// true, v is what jsonMember returns for the host's objects (TestFindMember, and
+// ASCII): the caller then scans with jsonMember. When ok is true, v is what
+// jsonMember returns for the host's objects (TestFindMember, and
 // FuzzFindMember against jsonMember).
 func findMember(obj []byte, key string) (v []byte, ok bool) {
 	if key == "" || len(key) > 128 || key[0] == ',' || key[0] == ':' || key[0] == '}' {
@@ -90,7 +90,7 @@ func findMember(obj []byte, key string) (v []byte, ok bool) {
 	at := 0 // obj[at] is '{' or ',' before a candidate member
 	for {
 		if rest := obj[at+1:]; len(rest) >= len(key)+3 && rest[0] == '"' && rest[len(key)+1] == '"' && rest[len(key)+2] == ':' &&
-			wire.Equal(rest[1:len(key)+1], unsafe.Slice(unsafe.StringData(key), len(key))) {
+			string(rest[1:len(key)+1]) == key {
 			return memberValue(obj, at+1+len(key)+3), true
 		}
 		n := bytes.IndexByte(obj[at+1:], ',')
@@ -101,7 +101,8 @@ func findMember(obj []byte, key string) (v []byte, ok bool) {
 	}
 }
 
-// memberValue returns the scalar value starting at obj[start], or nil if there is none.
+// memberValue returns the scalar value starting at obj[start], or nil if there is none
+// or nothing follows it (a member's value is followed by ',' or '}').
 func memberValue(obj []byte, start int) []byte {
 	if start >= len(obj) {
 		return nil
@@ -181,25 +182,14 @@ func jsonMember(obj []byte, key string) []byte {
 		if end < 0 || end >= len(obj) || obj[end] != ':' {
 			return nil
 		}
-		match := jsonKeyIs(obj[i:end], key)
-		start := end + 1
-		if start >= len(obj) {
+		v := memberValue(obj, end+1)
+		if v == nil {
 			return nil
 		}
-		if obj[start] == '"' {
-			end = skipJSONString(obj, start)
-		} else {
-			end = start
-			for end < len(obj) && obj[end] != ',' && obj[end] != '}' {
-				end++
-			}
+		if jsonKeyIs(obj[i:end], key) {
+			return v
 		}
-		if end < 0 || end >= len(obj) || end == start {
-			return nil
-		}
-		if match {
-			return obj[start:end]
-		}
+		end += 1 + len(v)
 		if obj[end] != ',' {
 			return nil // the object ended without the member
 		}

@@ -10,11 +10,11 @@ import (
 // boxes puts the values of one aliased result into interfaces without an allocation
 // per value. Go boxes a string, an int64 of 256 or more, a float64 or a time.Time by
 // copying it to a new heap object; here the values are appended to arrays per type
-// (see put), and each interface points at its element. An interface's data word may point into a
-// larger object (the collector keeps the whole array alive while any of its values is
-// referenced), and the elements are never written again, which is all the language's
-// own boxing promises. When an array is full a new one is started, so elements never
-// move.
+// (see put), and each interface points at its element. An interface's data word may
+// point into a larger object (the collector keeps the whole array alive while any of
+// its values is referenced), and the elements are never written again, which is all
+// the language's own boxing promises. When an array is full a new one is started, so
+// elements never move.
 type boxes struct {
 	hint  int // values left in the result: the size of an array started now
 	strs  []string

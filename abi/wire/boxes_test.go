@@ -70,15 +70,15 @@ func TestDecodeSQLResultCached(t *testing.T) {
 	}
 
 	// A row with more values than columns is refused, cache or not.
-	bad := AppendNestedRow(t, append([]byte(nil), enc[:len(enc)-HeaderSize-8]...), append(append([]any{}, rows[0]...), "extra"))
+	bad := appendRowField(t, append([]byte(nil), enc[:len(enc)-HeaderSize-8]...), append(append([]any{}, rows[0]...), "extra"))
 	var g SQLResult
 	if err := DecodeSQLResultCached(bad, &g, nil, &cache); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "10 values for 9 columns") {
 		t.Fatalf("a ragged row: %v", err)
 	}
 }
 
-// AppendNestedRow appends one encoded row of values to b.
-func AppendNestedRow(t *testing.T, b []byte, row []any) []byte {
+// appendRowField appends one encoded row of values to b.
+func appendRowField(t *testing.T, b []byte, row []any) []byte {
 	t.Helper()
 	b, mark := BeginNested(b, resRow)
 	for _, v := range row {

@@ -304,25 +304,15 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool, cache 
 	// Lists stay nil when empty, as before.
 	cols, rows, objs := countResultFields(b)
 	rd := NewReader(b)
+	var colRun []byte // the encoded columns, to remember once decoded
 	if cache != nil && cols > 0 {
 		// The columns come first, as the host writes them; a result whose columns are
-		// not one run at the start is decoded field by field below.
+		// not one run at the start is decoded without the cache.
 		if n, end := fieldRun(b, resColumn); n == cols {
-			if known := cache.lookup(b[:end]); known != nil && len(known) == n {
-				r.Columns = known
-				rd.b = b[end:]
+			if known := cache.lookup(b[:end]); known != nil {
+				r.Columns, rd.b = known, b[end:]
 			} else {
-				r.Columns = make([]Column, 0, n)
-				crd := NewReader(b[:end])
-				for _, v, ok := crd.Next(); ok; _, v, ok = crd.Next() {
-					c, err := decodeColumn(v, intern)
-					if err != nil {
-						return wrap("sql result", err)
-					}
-					r.Columns = append(r.Columns, c)
-				}
-				cache.remember(b[:end], r.Columns[:n:n]) // full: appending to a shared list copies
-				rd.b = b[end:]
+				colRun = b[:end]
 			}
 		}
 	}
@@ -391,6 +381,9 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool, cache 
 			rd.Fail(err)
 			r.RowsAffected = n
 		}
+	}
+	if colRun != nil && rd.Err() == nil {
+		cache.remember(colRun, r.Columns[:cols:cols]) // full: appending to a shared list copies
 	}
 	return wrap("sql result", rd.Err())
 }

@@ -123,8 +123,10 @@ func (r *Reader) Next() (tag byte, val []byte, ok bool) {
 
 // Err reports the first decoding error, if any.
 func (r *Reader) Err() error {
-	if r.err == nil && len(r.b) > 0 && headerFault(r.b) != nil {
-		r.err, r.b = headerFault(r.b), nil
+	if r.err == nil && len(r.b) > 0 {
+		if err := headerFault(r.b); err != nil {
+			r.err, r.b = err, nil
+		}
 	}
 	return r.err
 }
