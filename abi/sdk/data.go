@@ -151,12 +151,14 @@ func (dbAPI) QueryJSON(sql string, args ...any) (*JSONRows, error) {
 	if err != nil {
 		return nil, err
 	}
-	cols, objs, ok, err := wire.SplitSQLResultJSON(b)
+	rows := &JSONRows{}
+	cols, objs, ok, err := wire.SplitSQLResultJSON(b, rows.one[:0])
 	if err != nil {
 		return nil, err
 	}
 	if ok {
-		return &JSONRows{colsRaw: cols, objs: objs}, nil
+		rows.colsRaw, rows.objs = cols, objs
+		return rows, nil
 	}
 	var res wire.SQLResult
 	if err := decodeResult(b, &res); err != nil {
@@ -169,7 +171,8 @@ func (dbAPI) QueryJSON(sql string, args ...any) (*JSONRows, error) {
 			objs[i] = wire.AppendRowJSON(nil, res.Columns, row)
 		}
 	}
-	return &JSONRows{cols: res.Columns, objs: objs}, nil
+	rows.cols, rows.objs = res.Columns, objs
+	return rows, nil
 }
 
 // Exec runs a statement and returns the number of rows it affected.

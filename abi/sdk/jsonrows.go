@@ -13,6 +13,7 @@ type JSONRows struct {
 	colsRaw []byte // the encoded columns until Columns decodes them into cols
 	cols    []wire.Column
 	objs    [][]byte
+	one     [1][]byte // objs' storage for a result of one row (a read by id)
 }
 
 // Columns returns the result's columns (names and types, in order). They are decoded

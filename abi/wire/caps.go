@@ -390,49 +390,58 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool, cache 
 
 // SplitSQLResultJSON reads a result of JSON rows (SQLRequest.JSON) without decoding
 // its columns: it returns the encoded run of column fields, for DecodeSQLColumns if
-// the columns are ever needed, and the rows, aliasing b. A guest answering with the
-// rows never needs them (the objects carry the names), and decoding a dozen nested
-// columns was most of a one-row read's decoding in wasm.
+// the columns are ever needed, and the rows appended to rows, aliasing b. A guest
+// answering with the rows never needs them (the objects carry the names), and
+// decoding a dozen nested columns was most of a one-row read's decoding in wasm.
+//
+// It reads b once: the caller passes storage for the rows it expects (the guest
+// passes room for one, which a read by id fills without allocating), and a larger
+// result grows it as append does. An earlier version counted the fields first to
+// size the rows exactly; that second walk over the columns cost more in wasm than
+// the growth it saved, for one row and for a page of fifty.
 //
 // ok is false, with no error, when b holds typed rows (a host that predates JSON
 // results) or column fields that are not one run: decode it whole then.
-func SplitSQLResultJSON(b []byte) (columns []byte, rows [][]byte, ok bool, err error) {
-	_, typed, objs := countResultFields(b)
-	if typed > 0 {
-		return nil, nil, false, nil
+func SplitSQLResultJSON(b []byte, rows [][]byte) (columns []byte, rowsOut [][]byte, ok bool, err error) {
+	if len(b) > MaxMessage {
+		rd := NewReader(b)
+		return nil, rows, false, wrap("sql result", rd.Err())
 	}
-	if objs > 0 {
-		rows = make([][]byte, 0, objs)
-	}
-	rd := NewReader(b)
+	// The walk keeps its position in locals rather than a Reader: in wasm a Reader's
+	// fields live in memory and every step reloads and stores them.
 	start, end, runs := 0, 0, 0
 	prevColumn := false
-	for {
-		off := len(b) - len(rd.b)
-		tag, v, more := rd.Next()
-		if !more {
+	i := 0
+	for len(b)-i >= HeaderSize {
+		n := int(binary.LittleEndian.Uint32(b[i+1 : i+HeaderSize]))
+		if n > len(b)-i-HeaderSize {
 			break
 		}
+		tag, v := b[i], b[i+HeaderSize:i+HeaderSize+n]
 		switch tag {
 		case resColumn:
 			if !prevColumn {
 				runs++
-				start = off
+				start = i
 			}
-			end = len(b) - len(rd.b)
+			end = i + HeaderSize + n
 		case resRowJSON:
 			rows = append(rows, v)
+		case resRow:
+			return nil, rows, false, nil
 		case resAffected:
-			_, ierr := Int(v)
-			rd.Fail(ierr)
+			if _, err := Int(v); err != nil {
+				return nil, rows, false, wrap("sql result", err)
+			}
 		}
 		prevColumn = tag == resColumn
+		i += HeaderSize + n
 	}
-	if err := rd.Err(); err != nil {
-		return nil, nil, false, wrap("sql result", err)
+	if i < len(b) {
+		return nil, rows, false, wrap("sql result", headerFault(b[i:]))
 	}
 	if runs > 1 {
-		return nil, nil, false, nil
+		return nil, rows, false, nil
 	}
 	return b[start:end], rows, true, nil
 }
