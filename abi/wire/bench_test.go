@@ -22,3 +22,18 @@ func BenchmarkSplitSQLResultJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendJSONString writes the text of a typical row's string columns, which
+// the host does for every text value of a JSON result.
+func BenchmarkAppendJSONString(b *testing.B) {
+	values := []string{"3f2c1a9e-8b7d-4c6e-9f01-23456789abcd", "C-1", "Ada Lovelace", "ada@example.com", "+44 20 7946 0000",
+		"GB", "GBP", "GB123456789", "active", "Analytical engine account", "2026-12-04T10:00:00Z"}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = buf[:0]
+		for _, v := range values {
+			buf = AppendJSONString(buf, v)
+		}
+	}
+}
