@@ -117,7 +117,23 @@ func TestParseVersionAndLike(t *testing.T) {
 	}
 }
 
-// FuzzValidUUID holds the byte loop to the regular expression it replaced.
+// TestValidUUIDEveryByte puts every byte value at every position of a valid UUID: the
+// table lookups must agree with the expression at each of them.
+func TestValidUUIDEveryByte(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	base := []byte("3f1c2a4e-1b2c-4d5e-8f90-a1b2c3d4e5f6")
+	for i := range base {
+		for c := 0; c < 256; c++ {
+			s := append([]byte(nil), base...)
+			s[i] = byte(c)
+			if got, want := validUUID(string(s)), re.Match(s); got != want {
+				t.Fatalf("validUUID(%q) = %v, the expression says %v", s, got, want)
+			}
+		}
+	}
+}
+
+// FuzzValidUUID holds the table lookups to the regular expression they replaced.
 func FuzzValidUUID(f *testing.F) {
 	re := regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	for _, s := range []string{"3f1c2a4e-1b2c-4d5e-8f90-a1b2c3d4e5f6", "3F1C2A4E-1B2C-4D5E-8F90-A1B2C3D4E5F6", "3f1c2a4e-1b2c-4d5e-8f90-a1b2c3d4e5f", "3f1c2a4e_1b2c-4d5e-8f90-a1b2c3d4e5f6", ""} {
