@@ -64,10 +64,9 @@ func (r *JSONRows) Value(i int, col string) []byte {
 // closing quote, and a closing quote is followed by ',', ':' or '}'; the key's first
 // byte is none of those, so the matched quote opens a string, the ',' before it lies
 // outside any string (a member separator), and the string after a separator is a key.
-// Commas are found eight bytes at a time and only a candidate
-// whose quotes and colon sit where the key's would is compared, where jsonMember steps
-// through every byte of every key and value; in a wasm guest that walk was a sixth of
-// master-data's GET.
+// Commas are found eight bytes at a time and only a candidate whose quotes and colon
+// sit where the key's would is compared, where jsonMember steps through every byte of
+// every key and value; in a wasm guest that walk was a sixth of master-data's GET.
 //
 // ok is false when key is not a plain name (empty, longer than 128 bytes, starting
 // with ',', ':' or '}', or holding a byte the host's JSON writes escaped or that is not
@@ -81,9 +80,7 @@ func findMember(obj []byte, key string) (v []byte, ok bool) {
 		return nil, false
 	}
 	for i := 0; i < len(key); i++ {
-		// The bytes wire.AppendJSONString writes as they are; a key with any other is
-		// written escaped.
-		if c := key[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !wire.JSONPlain(key[i]) { // the host writes such a key escaped
 			return nil, false
 		}
 	}

@@ -404,8 +404,7 @@ func decodeSQLResult(b []byte, r *SQLResult, intern Interner, alias bool, cache 
 // results) or column fields that are not one run: decode it whole then.
 func SplitSQLResultJSON(b []byte, rows [][]byte) (columns []byte, rowsOut [][]byte, ok bool, err error) {
 	if len(b) > MaxMessage {
-		rd := NewReader(b)
-		return nil, rows, false, wrap("sql result", rd.Err())
+		return nil, rows, false, wrap("sql result", oversize(len(b)))
 	}
 	// The walk keeps its position in locals rather than a Reader: in wasm a Reader's
 	// fields live in memory and every step reloads and stores them.

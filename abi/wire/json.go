@@ -133,8 +133,12 @@ func IsJSONNumber[T ~string | ~[]byte](s T) bool {
 
 const hexDigits = "0123456789abcdef"
 
-// jsonPlain is true for the bytes AppendJSONString copies as they are: printable ASCII
-// other than the quote, the backslash and the HTML-sensitive <, > and &.
+// JSONPlain reports whether AppendJSONString copies b as it is: printable ASCII other
+// than the quote, the backslash and the HTML-sensitive <, > and &. The guest relies on
+// it to know which keys appear verbatim in the objects the host renders.
+func JSONPlain(b byte) bool { return jsonPlain[b] }
+
+// jsonPlain is JSONPlain's table.
 var jsonPlain = func() (t [256]bool) {
 	for b := 0x20; b < utf8.RuneSelf; b++ {
 		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'

@@ -95,3 +95,14 @@ func TestAppendRowJSONUnknownType(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 }
+
+// TestJSONPlain: JSONPlain is true exactly for the bytes AppendJSONString writes as
+// they are (the guest's key lookup relies on it).
+func TestJSONPlain(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		verbatim := string(AppendJSONString(nil, string([]byte{byte(c)}))) == `"`+string([]byte{byte(c)})+`"`
+		if JSONPlain(byte(c)) != verbatim {
+			t.Errorf("byte %#x: JSONPlain %v, written as it is %v", c, JSONPlain(byte(c)), verbatim)
+		}
+	}
+}

@@ -95,9 +95,14 @@ type Reader struct {
 // NewReader returns a Reader over b. It does not copy b.
 func NewReader(b []byte) Reader {
 	if len(b) > MaxMessage {
-		return Reader{err: malformed(itoa(len(b)) + " bytes exceeds the " + itoa(MaxMessage) + " byte limit")}
+		return Reader{err: oversize(len(b))}
 	}
 	return Reader{b: b}
+}
+
+// oversize is the error for a message of n bytes, over MaxMessage.
+func oversize(n int) error {
+	return malformed(itoa(n) + " bytes exceeds the " + itoa(MaxMessage) + " byte limit")
 }
 
 // Next returns the next field. It returns ok=false at the end of the message or on
