@@ -47,13 +47,10 @@ func BuildE(dir string) ([]byte, *manifest.Manifest, error) {
 	defer buildMu.Unlock()
 	root := Root()
 	abs := filepath.Join(root, dir)
-	h := sha256.New()
-	for _, d := range []string{abs, filepath.Join(root, "abi", "sdk"), filepath.Join(root, "abi", "wire"), filepath.Join(root, "go.sum")} {
-		if err := hashTree(h, d); err != nil {
-			return nil, nil, err
-		}
+	sum, err := buildKey(root, abs)
+	if err != nil {
+		return nil, nil, err
 	}
-	sum := hex.EncodeToString(h.Sum(nil))[:16]
 	cacheDir := filepath.Join(os.TempDir(), "keel-test-guests")
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, nil, err
@@ -85,6 +82,26 @@ func BuildE(dir string) ([]byte, *manifest.Manifest, error) {
 		return nil, nil, err
 	}
 	return wasm, m, nil
+}
+
+// buildEnv lists the environment variables that change what "go build" produces for
+// the same sources. They are part of the cache key: a guest built with, say,
+// GOFLAGS=-tags=x must not be answered with one cached from a build without it.
+var buildEnv = []string{"GOFLAGS", "GOWASM", "GOEXPERIMENT", "GOTOOLCHAIN"}
+
+// buildKey names a guest build: a hash of the package's, the SDK's and the wire
+// package's sources, go.sum, and buildEnv's values.
+func buildKey(root, abs string) (string, error) {
+	h := sha256.New()
+	for _, d := range []string{abs, filepath.Join(root, "abi", "sdk"), filepath.Join(root, "abi", "wire"), filepath.Join(root, "go.sum")} {
+		if err := hashTree(h, d); err != nil {
+			return "", err
+		}
+	}
+	for _, k := range buildEnv {
+		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 func hashTree(h interface{ Write([]byte) (int, error) }, dir string) error {
