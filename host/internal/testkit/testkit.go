@@ -31,7 +31,8 @@ var buildMu sync.Mutex
 // Build compiles the Go package at dir (relative to the repository root) for wasip1 as
 // a reactor and returns the .wasm bytes and the parsed manifest.json next to it.
 // Outputs are cached in the OS temp dir keyed by a hash of the SDK's and the
-// package's sources, so repeated test runs do not relink.
+// package's sources and of the build environment (buildKey), so repeated test runs do
+// not relink.
 func Build(t testing.TB, dir string) ([]byte, *manifest.Manifest) {
 	t.Helper()
 	wasm, m, err := BuildE(dir)
