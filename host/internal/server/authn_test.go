@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/valyala/fasthttp"
 
 	"github.com/keelhq/keel/abi/manifest"
 	"github.com/keelhq/keel/host/internal/authn"
+	"github.com/keelhq/keel/host/internal/gateway"
 	"github.com/keelhq/keel/host/internal/testkit"
 )
 
@@ -48,7 +51,7 @@ func TestGatewayVerifiesAccessTokens(t *testing.T) {
 	testkit.AddPlugin(t, dir, "plugins/example", func(m *manifest.Manifest) {
 		m.Routes[0] = manifest.Route{Method: "GET", Path: "/hello/:name", Permission: "example.read"}
 	})
-	_, base := startIn(t, dir, "--database-url", url, "--jwt-public-key", base64.StdEncoding.EncodeToString(pub))
+	srv, base := startIn(t, dir, "--database-url", url, "--jwt-public-key", base64.StdEncoding.EncodeToString(pub))
 
 	now := time.Now()
 	claims := func(mod map[string]any) map[string]any {
@@ -96,6 +99,15 @@ func TestGatewayVerifiesAccessTokens(t *testing.T) {
 		if st == 401 && !strings.Contains(b, `"code":"unauthenticated"`) {
 			t.Errorf("%s: 401 without the JSON error: %s", tc.name, b)
 		}
+		// Server.Authenticate, for routes mounted beside the gateway's, agrees: a
+		// principal exactly when the gateway got past authentication.
+		p, err := authenticateWith(srv, tc.token)
+		if (err == nil) != (tc.status != 401) || err == nil && (p.Tenant != "acme" || p.Subject != "u1" || p.Session != "live") {
+			t.Errorf("%s: Server.Authenticate gave %+v, %v; the gateway answered %d", tc.name, p, err, st)
+		}
+	}
+	if p, err := authenticateWith(&Server{}, jwt(priv, hdr, claims(nil))); err == nil {
+		t.Errorf("a host without a verifier authenticated %+v", p)
 	}
 	// Admin access tokens: only the platform tenant's keel.admin holders operate the
 	// admin API (this host has no admin token configured).
@@ -132,4 +144,15 @@ func TestGatewayVerifiesAccessTokens(t *testing.T) {
 			FROM keel_host.outbox WHERE topic = 'audit.events' AND convert_from(payload, 'UTF8') LIKE '%access.denied%'`).Scan(&denied403, &denied401)
 		return err == nil && denied403 >= 1 && denied401 >= 7 // (admin refusals are audited under "platform" too)
 	})
+}
+
+// authenticateWith runs srv.Authenticate on a request carrying token as its bearer.
+func authenticateWith(srv *Server, token string) (*gateway.Principal, error) {
+	app := fiber.New()
+	c := app.AcquireCtx(&fasthttp.RequestCtx{})
+	defer app.ReleaseCtx(c)
+	if token != "" {
+		c.Request().Header.Set("Authorization", "Bearer "+token)
+	}
+	return srv.Authenticate(c)
 }

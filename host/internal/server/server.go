@@ -63,6 +63,7 @@ type Server struct {
 	hostPool      *pgxpool.Pool
 	audit         *hostaudit.Recorder
 	verifier      *authn.Verifier
+	authenticate  func(c *fiber.Ctx) (*gateway.Principal, error)
 	store         *store.Store
 	deployer      *deploy.Deployer
 	trusted       []ed25519.PublicKey
@@ -175,6 +176,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	if err != nil {
 		return nil, err
 	}
+	s.authenticate = authenticate
 	s.audit = hostaudit.New(s.hostPool, logger, m.Registry())
 	if s.hostPool != nil {
 		if err := s.events.Bus().EnsureTopic(ctx, bus.TopicSpec{Name: hostaudit.Topic, Partitions: 1}); err != nil {
@@ -419,6 +421,17 @@ func (s *Server) closeDeps() {
 // App returns the HTTP app, for mounting further routes (the admin API, benchmarks'
 // native baselines).
 func (s *Server) App() *fiber.App { return s.gateway.App() }
+
+// Authenticate checks a request's access token as the gateway does for plugin routes
+// (signature, claims, revocation) and returns its principal. Routes mounted on App
+// beside the gateway's use it, so a native handler is held to the same credentials;
+// without a configured verifier it fails closed.
+func (s *Server) Authenticate(c *fiber.Ctx) (*gateway.Principal, error) {
+	if s.authenticate == nil {
+		return nil, errors.New("no access token verifier is configured on this host")
+	}
+	return s.authenticate(c)
+}
 
 // Deployer returns the registry deployer, nil without a database.
 func (s *Server) Deployer() *deploy.Deployer { return s.deployer }
