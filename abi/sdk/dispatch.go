@@ -33,7 +33,7 @@ func (e *Event) DecodeJSON(v any) error { return json.Unmarshal(e.Payload, v) }
 
 // Call returns the invocation context of the event (tenant, request id of the
 // invocation that published it).
-func (e *Event) Call() Call { return Call{&e.raw.Ctx} }
+func (e *Event) Call() Call { return Call{c: &e.raw.Ctx} }
 
 // EventHandler handles one event. Returning an error makes the host retry the
 // delivery with backoff and eventually park the event in the topic's dead-letter topic.
@@ -57,7 +57,8 @@ var (
 	subs       = map[string]EventHandler{}
 	healthFunc func() error
 	initFuncs  []func() error
-	current    *wire.CallContext // the invocation being served; instances are single-threaded
+	current    *wire.CallContext // the event or init call being served; instances are single-threaded
+	currentReq *Request          // the HTTP request being served
 )
 
 // Handle registers h for a route declared in the plugin's manifest. The method and
@@ -83,19 +84,8 @@ var internCache [8]string
 // parameter or result column of this call is usually the i-th of the previous one
 // (same token, same route, same query), and comparing bytes is much cheaper in a wasm
 // guest than hashing them for a map lookup (Go's map hash has no hardware path in
-// wasm). Each decode resets the positions (resetPositions).
-var permPos, paramPos, colNamePos, colTypePos posCache
-
-// rawHeaders holds the encoded headers of the request being served, decoded only when
-// a handler asks for one (most ask for none or one; decoding them all was a visible
-// share of a small call's time in the guest).
-var rawHeaders []byte
-
-// resetPositions starts the positional caches at the beginning of a new message.
-func resetPositions() {
-	rawHeaders = nil
-	permPos.i, paramPos.i, colNamePos.i, colTypePos.i = 0, 0, 0, 0
-}
+// wasm). Each decode resets its positions (Request.callContext, resetColumnPositions).
+var permPos, colNamePos, colTypePos posCache
 
 // resetColumnPositions starts the column caches at the beginning of a query result.
 func resetColumnPositions() { colNamePos.i, colTypePos.i = 0, 0 }
@@ -165,13 +155,6 @@ func intern(field byte, b []byte) string {
 		}
 		internCache[i] = string(b)
 		return internCache[i]
-	case 5: // parameter names
-		return paramPos.get(b)
-	case 6: // names of headers outside the run kept in rawHeaders (an unusual message)
-		return internSet(b)
-	case wire.InternHeaderRun:
-		rawHeaders = b // aliases the input, which outlives the call; see Request.Header
-		return wire.HeaderRunKept
 	case wire.InternPermRun:
 		if lastPermRun != nil && len(lastPermRun) == len(b) && wire.Equal(lastPermRun, b) {
 			return wire.PermRunReuse
@@ -191,11 +174,11 @@ func intern(field byte, b []byte) string {
 // lastPattern is the route pattern of the previous request; see intern.
 var lastPattern string
 
-// lastPermRun holds the encoded permissions of the previous request decoded into
-// theRequest, whose Permissions slice still holds their strings: a token's
-// permissions are the same on every call, and one comparison replaces decoding dozens
-// of strings. It is cleared when a decode fails, since the slice may then hold a
-// partial list.
+// lastPermRun holds the encoded permissions of the request whose call context was last
+// decoded into theRequest, whose Permissions slice still holds their strings: a
+// token's permissions are the same on every call, and one comparison replaces decoding
+// dozens of strings. It is cleared when a decode fails, since the slice may then hold
+// a partial list.
 var lastPermRun []byte
 
 // internedSet holds the strings seen as parameter names, header names, permissions
@@ -237,23 +220,24 @@ func OnHealth(f func() error) { healthFunc = f }
 // before it serves anything. An error fails the instance (and an activation).
 func OnInit(f func() error) { initFuncs = append(initFuncs, f) }
 
-// dispatchHTTP decodes one request, runs the handler and appends the encoded response
-// to out. It never panics. The request body aliases in (see Request.Body).
+// dispatchHTTP checks one request, runs the handler and appends the encoded response
+// to out. It never panics. The request is read where it lies (wire.HTTPRequestView):
+// only the method, path and route are taken out before the handler runs, and the body,
+// the declared lookup and whatever the handler reads alias in.
 func dispatchHTTP(in, out []byte) []byte {
 	// One Request per instance, reused: instances serve one call at a time, and a
 	// fresh one per call costs an allocation and its write barriers.
 	req := &theRequest
-	req.query = nil
-	resetPositions()
-	if err := wire.DecodeHTTPRequestInto(in, &req.raw, intern); err != nil {
-		lastPermRun = nil
+	req.query, req.ctxDecoded = nil, false
+	if err := wire.ViewHTTPRequest(in, &req.view); err != nil {
 		resp := Error(400, "malformed_request", err.Error())
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
 	}
-	req.Method, req.Path, req.Route, req.Body = req.raw.Method, req.raw.Path, req.raw.Route, req.raw.Body
-	current = &req.raw.Ctx
-	prefetchedReq, prefetchedRes = req.raw.Prefetch, req.raw.PrefetchResult // alias in
-	defer func() { current, prefetchedReq, prefetchedRes = nil, nil, nil }()
+	v := &req.view
+	req.Method, req.Path, req.Route, req.Body = intern(1, v.Method()), string(v.Path()), intern(3, v.Route()), v.Body()
+	currentReq = req
+	prefetchedReq, prefetchedRes = v.Prefetch(), v.PrefetchResult()
+	defer func() { currentReq, prefetchedReq, prefetchedRes = nil, nil, nil }()
 
 	rt := lastRoute
 	if rt == nil || rt.method != req.Method || rt.pattern != req.Route {

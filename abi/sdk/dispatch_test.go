@@ -2,6 +2,7 @@ package keel
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -13,6 +14,12 @@ func init() {
 	Handle("POST", "/raw", func(r *Request) *Response { return Bytes(200, "application/octet-stream", r.Body) })
 	Handle("GET", "/items/:id", func(r *Request) *Response { return JSON(200, map[string]string{"id": r.Param("id")}) })
 	Handle("GET", "/boom", func(r *Request) *Response { panic("boom") })
+	Handle("GET", "/can", func(r *Request) *Response { // reads the context only through HasPermission
+		if r.Call().HasPermission("a.read") {
+			return Text(200, "yes")
+		}
+		return Text(200, "no")
+	})
 	Handle("GET", "/who", func(r *Request) *Response {
 		return Text(200, strings.Join(r.Call().Permissions(), ",")+"|"+r.Header("X-A")+","+r.Header("x-b")+"|"+r.Param("p"))
 	})
@@ -124,11 +131,55 @@ func TestDispatchReusesAnUnchangedPermissionList(t *testing.T) {
 		dispatchHTTP(wire.AppendHTTPRequest(nil, &req), nil)
 	}
 	call()
-	first := unsafe.SliceData(theRequest.raw.Ctx.Permissions)
-	firstStr := unsafe.StringData(theRequest.raw.Ctx.Permissions[1])
+	first := unsafe.SliceData(theRequest.ctx.Permissions)
+	firstStr := unsafe.StringData(theRequest.ctx.Permissions[1])
 	call()
-	got := theRequest.raw.Ctx.Permissions
+	got := theRequest.ctx.Permissions
 	if unsafe.SliceData(got) != first || unsafe.StringData(got[1]) != firstStr || strings.Join(got, ",") != "r.one,r.two,r.three" {
 		t.Fatalf("the unchanged list was decoded again (or wrongly): %v", got)
+	}
+}
+
+// TestDispatchReadsTheContextOnDemand: a handler that only checks a permission leaves
+// the call context undecoded, and calls that do decode it, before and after, still
+// see their own permissions, tenant and request id (the reused permission list must
+// follow the last decoded context, not the last request).
+func TestDispatchReadsTheContextOnDemand(t *testing.T) {
+	call := func(path string, perms []string, tenant string) string {
+		req := wire.HTTPRequest{Method: "GET", Path: path, Route: path,
+			Ctx: wire.CallContext{RequestID: "req-" + tenant, Tenant: tenant, Permissions: perms}}
+		var resp wire.HTTPResponse
+		if err := wire.DecodeHTTPResponse(dispatchHTTP(wire.AppendHTTPRequest(nil, &req), nil), &resp); err != nil {
+			t.Fatal(err)
+		}
+		return string(resp.Body)
+	}
+	a, b := []string{"a.read", "a.write"}, []string{"b.read"}
+	for i, tc := range []struct {
+		path   string
+		perms  []string
+		want   string
+		decode bool
+	}{
+		{"/who", a, "a.read,a.write|,|", true},
+		{"/can", b, "no", false},
+		{"/can", a, "yes", false},
+		{"/who", a, "a.read,a.write|,|", true}, // the list decoded two calls ago, reused
+		{"/can", b, "no", false},
+		{"/who", b, "b.read|,|", true},
+		{"/can", a, "yes", false},
+		{"/who", nil, "|,|", true},
+		{"/boom", b, `"request_id":"req-t8"`, true}, // the error body reads the context
+	} {
+		got := call(tc.path, tc.perms, "t"+strconv.Itoa(i))
+		if !strings.Contains(got, tc.want) {
+			t.Fatalf("call %d %s %v: %q, want %q", i, tc.path, tc.perms, got, tc.want)
+		}
+		if theRequest.ctxDecoded != tc.decode {
+			t.Fatalf("call %d %s: context decoded %v, want %v", i, tc.path, theRequest.ctxDecoded, tc.decode)
+		}
+		if tc.decode && theRequest.ctx.Tenant != "t"+strconv.Itoa(i) {
+			t.Fatalf("call %d: tenant %q", i, theRequest.ctx.Tenant)
+		}
 	}
 }

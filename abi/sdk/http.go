@@ -3,7 +3,6 @@ package keel
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 
 	"github.com/keelhq/keel/abi/wire"
 )
@@ -21,67 +20,30 @@ type Request struct {
 	// DecodeJSON and everything that decodes from it are safe.
 	Body []byte
 
-	raw   wire.HTTPRequest
-	query Values
+	view       wire.HTTPRequestView // the encoded request, checked; aliases the call's input
+	ctx        wire.CallContext     // the call context, once decoded
+	ctxDecoded bool
+	query      Values
 }
 
 // Param returns the value of a path parameter declared in the route (":id" → "id").
 func (r *Request) Param(name string) string {
-	for _, p := range r.raw.Params {
-		if p.Name == name {
-			return p.Value
-		}
-	}
-	return ""
+	v, _ := r.view.Param(name)
+	return string(v)
 }
 
-// Header returns the first value of a request header; names are case-insensitive.
+// Header returns the first value of a request header; names are case-insensitive
+// (ASCII).
 func (r *Request) Header(name string) string {
-	value, found := "", false
-	wire.HeaderFields(rawHeaders, func(k, v []byte) bool {
-		if equalFoldASCII(k, name) {
-			value, found = string(v), true
-			return false
-		}
-		return true
-	})
-	if found {
-		return value
-	}
-	for _, h := range r.raw.Headers { // headers the decoder did not leave in rawHeaders
-		if strings.EqualFold(h.Name, name) {
-			return h.Value
-		}
-	}
-	return ""
-}
-
-// equalFoldASCII compares a header name with s, ignoring ASCII case, without
-// converting b to a string.
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
+	v, _ := r.view.Header(name)
+	return string(v)
 }
 
 // Query returns the parsed query string (see ParseQuery; pairs that do not parse are
 // left out).
 func (r *Request) Query() Values {
 	if r.query == nil {
-		r.query, _ = ParseQuery(r.raw.Query)
+		r.query, _ = ParseQuery(string(r.view.Query()))
 	}
 	return r.query
 }
@@ -95,36 +57,66 @@ func (r *Request) DecodeJSON(v any) error {
 }
 
 // Call returns the invocation context: request id, tenant, subject and permissions.
-func (r *Request) Call() Call { return Call{&r.raw.Ctx} }
+func (r *Request) Call() Call { return Call{r: r} }
+
+// callContext decodes the request's call context the first time it is read; a handler
+// that only checks a permission never decodes it (Call.HasPermission).
+func (r *Request) callContext() *wire.CallContext {
+	if !r.ctxDecoded {
+		r.ctxDecoded = true
+		permPos.i = 0
+		if err := wire.DecodeCallContextInto(r.view.Ctx(), &r.ctx, intern); err != nil {
+			// Not reached: the view checked the context. A partial list must not be
+			// reused, and no caller must see one.
+			lastPermRun = nil
+			r.ctx = wire.CallContext{}
+		}
+	}
+	return &r.ctx
+}
 
 // Call describes who invoked the plugin and on whose behalf.
-type Call struct{ c *wire.CallContext }
+type Call struct {
+	c *wire.CallContext // an event's or an init call's, decoded with it
+	r *Request          // a request's, decoded when first read
+}
+
+func (c Call) ctx() *wire.CallContext {
+	if c.r != nil {
+		return c.r.callContext()
+	}
+	return c.c
+}
 
 // RequestID is the id the gateway assigned (or accepted from X-Request-ID).
-func (c Call) RequestID() string { return c.c.RequestID }
+func (c Call) RequestID() string { return c.ctx().RequestID }
 
 // Tenant is the tenant the call acts for; empty for unauthenticated routes.
-func (c Call) Tenant() string { return c.c.Tenant }
+func (c Call) Tenant() string { return c.ctx().Tenant }
 
 // Subject is the authenticated user or service; empty for unauthenticated routes.
-func (c Call) Subject() string { return c.c.Subject }
+func (c Call) Subject() string { return c.ctx().Subject }
 
 // Plugin and Version name the plugin version serving the call.
-func (c Call) Plugin() string { return c.c.Plugin }
+func (c Call) Plugin() string { return c.ctx().Plugin }
 
 // Version is the version of the plugin serving the call.
-func (c Call) Version() string { return c.c.Version }
+func (c Call) Version() string { return c.ctx().Version }
 
 // Session is the authenticated session id (the access token's sid); empty on public routes.
-func (c Call) Session() string { return c.c.Session }
+func (c Call) Session() string { return c.ctx().Session }
 
 // Permissions lists the caller's permissions. The slice is the caller's to keep and
 // change: the SDK's own, reused between calls, is not handed out.
-func (c Call) Permissions() []string { return append([]string(nil), c.c.Permissions...) }
+func (c Call) Permissions() []string { return append([]string(nil), c.ctx().Permissions...) }
 
-// HasPermission reports whether the caller holds permission p.
+// HasPermission reports whether the caller holds permission p. On a request whose
+// context nothing has read yet it looks in the encoded context instead of decoding it.
 func (c Call) HasPermission(p string) bool {
-	for _, q := range c.c.Permissions {
+	if c.r != nil && !c.r.ctxDecoded {
+		return wire.HasPermission(c.r.view.Ctx(), p)
+	}
+	for _, q := range c.ctx().Permissions {
 		if q == p {
 			return true
 		}
@@ -205,10 +197,21 @@ func Error(status int, code, message string) *Response {
 	b = appendJSONString(b, code)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, message)
-	if current != nil && current.RequestID != "" {
+	if id := servedRequestID(); id != "" {
 		b = append(b, `,"request_id":`...)
-		b = appendJSONString(b, current.RequestID)
+		b = appendJSONString(b, id)
 	}
 	b = append(b, "}}"...)
 	return &Response{Status: status, Headers: jsonHeaders, Body: b}
+}
+
+// servedRequestID is the request id of the invocation being served, "" outside one.
+func servedRequestID() string {
+	switch {
+	case currentReq != nil:
+		return currentReq.callContext().RequestID
+	case current != nil:
+		return current.RequestID
+	}
+	return ""
 }

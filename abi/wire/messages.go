@@ -190,82 +190,17 @@ func DecodeHTTPRequest(b []byte, r *HTTPRequest) error {
 }
 
 // Interner turns decoded bytes into strings, reusing earlier strings where it can.
-// The guest SDK passes one that returns registered route patterns and remembers the
-// last tenant, plugin and version, so most calls decode without allocating strings.
+// The guest SDK passes one that remembers the last tenant, subject, plugin and version
+// and the previous call's permissions, so most calls decode without allocating strings.
 type Interner func(field byte, b []byte) string
 
-// DecodeHTTPRequestInto is DecodeHTTPRequest for the guest's hot path: strings go
-// through intern, and Body, Prefetch and PrefetchResult alias b instead of being
-// copied. The caller must not let them outlive b.
-func DecodeHTTPRequestInto(b []byte, r *HTTPRequest, intern Interner) error {
-	*r = HTTPRequest{Params: r.Params[:0], Headers: r.Headers[:0], Ctx: CallContext{Permissions: r.Ctx.Permissions[:0]}}
-	rd := NewReader(b)
-	headerRun := false
-	for {
-		rest := rd.b
-		tag, v, ok := rd.Next()
-		if !ok {
-			break
-		}
-		switch tag {
-		case reqMethod, reqPath, reqRoute, reqQuery:
-			s := intern(tag, v)
-			switch tag {
-			case reqMethod:
-				r.Method = s
-			case reqPath:
-				r.Path = s
-			case reqRoute:
-				r.Route = s
-			case reqQuery:
-				r.Query = s
-			}
-		case reqParam, reqHeader:
-			if tag == reqHeader && !headerRun {
-				// The first header: offer the whole run of well-formed header fields
-				// to the interner, which may keep it to decode on demand.
-				headerRun = true
-				if _, end := fieldRun(rest, reqHeader); end > 0 && intern(InternHeaderRun, rest[:end]) == HeaderRunKept {
-					rd.b = rest[end:]
-					continue
-				}
-			}
-			k, val, err := Pair(v)
-			if err != nil {
-				rd.Fail(err)
-				break
-			}
-			kv := KV{intern(tag, k), string(val)}
-			if tag == reqParam {
-				r.Params = append(r.Params, kv)
-			} else {
-				r.Headers = append(r.Headers, kv)
-			}
-		case reqBody:
-			r.Body = v
-		case reqPrefetch:
-			r.Prefetch = v
-		case reqPrefetchResult:
-			r.PrefetchResult = v
-		case reqCtx:
-			rd.Fail(decodeCallContextInto(v, &r.Ctx, intern))
-		}
-	}
-	return wrap("http request", rd.Err())
-}
-
 // fieldRun measures the well-formed fields with the given tag at the start of b: how
-// many, and how many bytes they take. Header fields must also hold a well-formed pair.
+// many, and how many bytes they take.
 func fieldRun(b []byte, tag byte) (n, end int) {
 	for len(b)-end >= HeaderSize && b[end] == tag {
 		l := binary.LittleEndian.Uint32(b[end+1 : end+HeaderSize])
 		if uint64(l) > uint64(len(b)-end-HeaderSize) {
 			break
-		}
-		if tag == reqHeader {
-			if _, _, err := Pair(b[end+HeaderSize : end+HeaderSize+int(l)]); err != nil {
-				break
-			}
 		}
 		end += HeaderSize + int(l)
 		n++
@@ -273,20 +208,7 @@ func fieldRun(b []byte, tag byte) (n, end int) {
 	return n, end
 }
 
-// HeaderFields walks a run of encoded header fields kept by an interner (see
-// InternHeaderRun), calling f with each name and value until it returns false. The
-// run was checked when it was offered, so it does not fail.
-func HeaderFields(run []byte, f func(name, value []byte) bool) {
-	rd := NewReader(run)
-	for _, v, ok := rd.Next(); ok; _, v, ok = rd.Next() {
-		k, val, err := Pair(v)
-		if err != nil || !f(k, val) {
-			return
-		}
-	}
-}
-
-// Interner field ids for CallContext fields (above the request tags).
+// Interner field ids for CallContext fields.
 const (
 	InternTenant  = 101
 	InternSubject = 102
@@ -299,22 +221,16 @@ const (
 	// the same CallContext, whose Permissions slice still holds them; the decoder then
 	// reuses that slice's strings and skips the run.
 	InternPermRun = 107
-	// InternHeaderRun is offered the encoded run of well-formed header fields of an
-	// HTTP request before they are decoded. An interner that answers HeaderRunKept
-	// keeps the bytes (they alias the message) and decodes them when asked, with
-	// HeaderFields; the decoder then skips the run and leaves Headers without them.
-	InternHeaderRun = 108
 	// InternSession is the session id: the same on every call made with one token.
 	InternSession = 109
 )
 
-// HeaderRunKept is an Interner's answer to InternHeaderRun; see there.
-const HeaderRunKept = "\x00kept"
-
 // PermRunReuse is an Interner's answer to InternPermRun; see there.
 const PermRunReuse = "\x00reuse"
 
-func decodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
+// DecodeCallContextInto is DecodeCallContext for the guest's hot path: strings go
+// through intern (the Intern* ids name the fields), and c's Permissions slice is reused.
+func DecodeCallContextInto(b []byte, c *CallContext, intern Interner) error {
 	*c = CallContext{Permissions: c.Permissions[:0]}
 	r := NewReader(b)
 	permRun := false

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,46 +131,10 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("re-encoded request does not decode: %v", err)
 			}
 		}
-		// The guest's path: interned strings, and a permission list reused when its
-		// encoding equals the previous decode's. Decoding the same bytes twice into one
-		// value (the second time through the reuse) must give what DecodeHTTPRequest does.
-		var last, kept []byte
-		intern := func(field byte, v []byte) string {
-			if field == InternHeaderRun {
-				kept = v
-				return HeaderRunKept
-			}
-			if field == InternPermRun {
-				if last != nil && string(last) == string(v) {
-					return PermRunReuse
-				}
-				last = append(last[:0], v...)
-				return ""
-			}
-			return string(v)
-		}
-		var into HTTPRequest
-		for round := 0; round < 2; round++ {
-			kept = nil
-			errInto := DecodeHTTPRequestInto(b, &into, intern)
-			if kept != nil { // the headers the interner kept come first
-				var hs []KV
-				HeaderFields(kept, func(k, v []byte) bool { hs = append(hs, KV{string(k), string(v)}); return true })
-				into.Headers = append(hs, into.Headers...)
-			}
-			var want HTTPRequest
-			errWant := DecodeHTTPRequest(b, &want)
-			if (errInto == nil) != (errWant == nil) {
-				t.Fatalf("round %d: DecodeHTTPRequestInto error %v, DecodeHTTPRequest %v", round, errInto, errWant)
-			}
-			if errInto != nil {
-				last = nil // as the SDK does: a failed decode may leave a partial list
-				continue
-			}
-			if !sameRequest(&into, &want) {
-				t.Fatalf("round %d: interned decode\n%#v\ndiffers from\n%#v", round, into, want)
-			}
-		}
+		// The guest's path: a view of the request, its call context decoded on demand
+		// with interned strings and a permission list reused when its encoding equals the
+		// previous decode's. Both must agree with DecodeHTTPRequest.
+		checkView(t, b)
 		var resp HTTPResponse
 		if DecodeHTTPResponse(b, &resp) == nil && (resp.Status < 100 || resp.Status > 999) {
 			t.Fatalf("accepted status %d", resp.Status)
@@ -348,6 +313,82 @@ func TestField(t *testing.T) {
 }
 
 // sameRequest compares two decoded requests, treating nil and empty lists alike.
+// checkView holds ViewHTTPRequest and DecodeCallContextInto to DecodeHTTPRequest on b:
+// the same messages accepted, the same values read.
+func checkView(t *testing.T, b []byte) {
+	t.Helper()
+	var view HTTPRequestView
+	var want HTTPRequest
+	errView, errWant := ViewHTTPRequest(b, &view), DecodeHTTPRequest(b, &want)
+	if (errView == nil) != (errWant == nil) {
+		t.Fatalf("ViewHTTPRequest error %v, DecodeHTTPRequest %v", errView, errWant)
+	}
+	if errView != nil {
+		return
+	}
+	got := HTTPRequest{Method: string(view.Method()), Path: string(view.Path()), Route: string(view.Route()),
+		Query: string(view.Query()), Body: view.Body(), Prefetch: view.Prefetch(), PrefetchResult: view.PrefetchResult(),
+		Params: want.Params, Headers: want.Headers, Ctx: want.Ctx}
+	if !sameRequest(&got, &want) {
+		t.Fatalf("view\n%#v\ndiffers from\n%#v", got, want)
+	}
+	for _, tc := range []struct {
+		kvs  []KV
+		find func(string) ([]byte, bool)
+		fold bool
+	}{{want.Params, view.Param, false}, {want.Headers, view.Header, true}} {
+		for _, kv := range append(tc.kvs, KV{Name: "\x00absent"}) {
+			wantV, wantOK := "", false
+			for _, x := range tc.kvs {
+				if x.Name == kv.Name || tc.fold && lowerASCII(x.Name) == lowerASCII(kv.Name) {
+					wantV, wantOK = x.Value, true
+					break
+				}
+			}
+			if v, ok := tc.find(kv.Name); ok != wantOK || string(v) != wantV {
+				t.Fatalf("%q: view gives %q %v, want %q %v", kv.Name, v, ok, wantV, wantOK)
+			}
+		}
+	}
+	for _, p := range append(want.Ctx.Permissions, "\x00absent") {
+		if HasPermission(view.Ctx(), p) != slices.Contains(want.Ctx.Permissions, p) {
+			t.Fatalf("HasPermission(%q) disagrees with %q", p, want.Ctx.Permissions)
+		}
+	}
+	var last []byte
+	intern := func(field byte, v []byte) string {
+		if field == InternPermRun {
+			if last != nil && string(last) == string(v) {
+				return PermRunReuse
+			}
+			last = append(last[:0], v...)
+			return ""
+		}
+		return string(v)
+	}
+	var cc CallContext
+	for round := 0; round < 2; round++ { // the second through the permission list's reuse
+		if err := DecodeCallContextInto(view.Ctx(), &cc, intern); err != nil {
+			t.Fatalf("round %d: the checked context fails to decode: %v", round, err)
+		}
+		if a, w := (HTTPRequest{Ctx: cc}), (HTTPRequest{Ctx: want.Ctx}); !sameRequest(&a, &w) {
+			t.Fatalf("round %d: context\n%#v\ndiffers from\n%#v", round, cc, want.Ctx)
+		}
+	}
+}
+
+// lowerASCII maps A-Z in s to a-z and leaves every other byte: header names compare
+// ignoring ASCII case only.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 func sameRequest(a, b *HTTPRequest) bool {
 	kvs := func(x, y []KV) bool { return len(x) == len(y) && (len(x) == 0 || reflect.DeepEqual(x, y)) }
 	strs := func(x, y []string) bool { return len(x) == len(y) && (len(x) == 0 || reflect.DeepEqual(x, y)) }
@@ -371,5 +412,50 @@ func TestReaderNextInlines(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "can inline (*Reader).Next") {
 		t.Fatalf("(*Reader).Next is no longer inlined; go build -gcflags=-m says:\n%s", out)
+	}
+}
+
+// TestViewHTTPRequest holds the view to the decoder on requests shaped the ways a view
+// reads differently from a decode: repeated fields, headers apart from one another,
+// names in other cases, and each kind of malformed field.
+func TestViewHTTPRequest(t *testing.T) {
+	good := AppendHTTPRequest(nil, sampleRequest())
+	ctx := AppendCallContext(nil, reqCtx, &CallContext{RequestID: "r2", Permissions: []string{"z"}})
+	badDeadline := AppendField(nil, reqCtx, AppendField(nil, ctxDeadline, []byte{1, 2, 3}))
+	badPair := AppendField(nil, reqParam, []byte{9, 0, 0, 0, 'x'})
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		ok   bool
+	}{
+		{"sample", good, true},
+		{"empty", nil, true},
+		{"repeated singular fields and context: the last counts", AppendString(append(append([]byte(nil), good...), ctx...), reqMethod, "PUT"), true},
+		{"a header after the body", AppendPair(append([]byte(nil), good...), reqHeader, "X-Late", "1"), true},
+		{"a malformed pair", append(append([]byte(nil), good...), badPair...), false},
+		{"a malformed deadline", append(append([]byte(nil), good...), badDeadline...), false},
+		{"a truncated field", good[:len(good)-1], false},
+		{"trailing bytes", append(append([]byte(nil), good...), 1, 2), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var v HTTPRequestView
+			if err := ViewHTTPRequest(tc.b, &v); (err == nil) != tc.ok {
+				t.Fatalf("ViewHTTPRequest: %v, want ok=%v", err, tc.ok)
+			}
+			checkView(t, tc.b)
+		})
+	}
+	var v HTTPRequestView
+	if err := ViewHTTPRequest(AppendPair(append([]byte(nil), good...), reqHeader, "X-Late", "1"), &v); err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := v.Header("x-LATE"); !ok || string(h) != "1" {
+		t.Fatalf("a header after the body, asked in another case: %q %v", h, ok)
+	}
+	if h, _ := v.Header("X-MULTI"); string(h) != "1" {
+		t.Fatalf("a repeated header gives %q, want the first", h)
+	}
+	if !HasPermission(v.Ctx(), "b") || HasPermission(v.Ctx(), "c") || HasPermission(nil, "a") {
+		t.Fatal("HasPermission")
 	}
 }
