@@ -80,9 +80,9 @@ func Handle(method, pattern string, h HandlerFunc) {
 // calls (tenant, subject, plugin, version, session), so decoding them does not allocate.
 var internCache [8]string
 
-// Positional caches for the repeated lists of a message: the i-th permission,
-// parameter or result column of this call is usually the i-th of the previous one
-// (same token, same route, same query), and comparing bytes is much cheaper in a wasm
+// Positional caches for the repeated lists of a message: the i-th permission or
+// result column of this call is usually the i-th of the previous one (same token,
+// same query), and comparing bytes is much cheaper in a wasm
 // guest than hashing them for a map lookup (Go's map hash has no hardware path in
 // wasm). Each decode resets its positions (Request.callContext, resetColumnPositions).
 var permPos, colNamePos, colTypePos posCache
@@ -181,10 +181,10 @@ var lastPattern string
 // a partial list.
 var lastPermRun []byte
 
-// internedSet holds the strings seen as parameter names, header names, permissions
-// and result column names and types: a small vocabulary that every call repeats (a token can carry dozens
-// of permissions). The lookup by string(b) does not allocate. It is bounded so that
-// a stream of unusual header names cannot grow it without limit.
+// internedSet holds the strings seen as permissions and result column names and
+// types: a small vocabulary that every call repeats (a token can carry dozens of
+// permissions). The lookup by string(b) does not allocate. It is bounded so that a
+// stream of unusual names cannot grow it without limit.
 var internedSet = map[string]string{}
 
 const maxInterned = 2048
