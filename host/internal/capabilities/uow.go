@@ -185,10 +185,17 @@ func (d *Data) query(ctx context.Context, call *runtime.Call, in []byte) ([]byte
 		out.RowsAffected = int64(len(res.Rows))
 	}
 	out.Columns = make([]wire.Column, len(cols))
+	size := 2 * wire.HeaderSize // the rows-affected field and its integer
 	for i, c := range cols {
 		out.Columns[i] = wire.Column{Name: c.Name, Type: c.Type}
+		size += 3*wire.HeaderSize + len(c.Name) + len(c.Type)
 	}
-	b, err := wire.AppendSQLResult(call.OutBuf(0), &out)
+	for _, row := range out.JSONRows {
+		size += wire.HeaderSize + len(row)
+	}
+	// Sized for JSON results, so that a declared lookup's result (which has no
+	// instance buffer to borrow) is built in one allocation rather than by doubling.
+	b, err := wire.AppendSQLResult(call.OutBuf(size+8), &out)
 	if err != nil {
 		return nil, runtime.Errorf(wire.CodeInternal, "encode result: %v", err)
 	}
