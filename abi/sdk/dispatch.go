@@ -117,34 +117,11 @@ func (c *posCache) get(b []byte) string {
 	return s
 }
 
-// intern returns strings for decoded request fields, allocating only when needed:
-// methods and route patterns come from the registry, repeated context values from
-// internCache, repeated lists from the positional caches.
+// intern returns strings for decoded call contexts and result columns, allocating
+// only when needed: repeated context values come from internCache, repeated lists
+// from the positional caches.
 func intern(field byte, b []byte) string {
 	switch field {
-	case 1: // method
-		switch string(b) {
-		case "GET":
-			return "GET"
-		case "POST":
-			return "POST"
-		case "PUT":
-			return "PUT"
-		case "PATCH":
-			return "PATCH"
-		case "DELETE":
-			return "DELETE"
-		case "HEAD":
-			return "HEAD"
-		}
-	case 3: // route pattern
-		if lastPattern == string(b) {
-			return lastPattern
-		}
-		if p, ok := patterns[string(b)]; ok {
-			lastPattern = p
-			return p
-		}
 	case wire.InternTenant, wire.InternSubject, wire.InternPlugin, wire.InternVersion, wire.InternSession:
 		i := field - wire.InternTenant
 		if field == wire.InternSession {
@@ -171,7 +148,39 @@ func intern(field byte, b []byte) string {
 	return string(b)
 }
 
-// lastPattern is the route pattern of the previous request; see intern.
+// internMethod returns a request's method without allocating for the usual ones.
+func internMethod(b []byte) string {
+	switch string(b) {
+	case "GET":
+		return "GET"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "PATCH":
+		return "PATCH"
+	case "DELETE":
+		return "DELETE"
+	case "HEAD":
+		return "HEAD"
+	}
+	return string(b)
+}
+
+// internRoute returns a request's route pattern as the registered string, without
+// allocating for a registered one.
+func internRoute(b []byte) string {
+	if lastPattern == string(b) {
+		return lastPattern
+	}
+	if p, ok := patterns[string(b)]; ok {
+		lastPattern = p
+		return p
+	}
+	return string(b)
+}
+
+// lastPattern is the route pattern of the previous request; see internRoute.
 var lastPattern string
 
 // lastPermRun holds the encoded permissions of the request whose call context was last
@@ -234,7 +243,7 @@ func dispatchHTTP(in, out []byte) []byte {
 		return wire.AppendHTTPResponse(out, &wire.HTTPResponse{Status: resp.Status, Headers: resp.Headers, Body: resp.Body})
 	}
 	v := &req.view
-	req.Method, req.Path, req.Route, req.Body = intern(1, v.Method()), string(v.Path()), intern(3, v.Route()), v.Body()
+	req.Method, req.Path, req.Route, req.Body = internMethod(v.Method()), string(v.Path()), internRoute(v.Route()), v.Body()
 	currentReq = req
 	prefetchedReq, prefetchedRes = v.Prefetch(), v.PrefetchResult()
 	defer func() { currentReq, prefetchedReq, prefetchedRes = nil, nil, nil }()

@@ -2,8 +2,8 @@ package wire
 
 // HTTPRequestView is an encoded HTTPRequest checked once and then read where it lies:
 // the guest SDK's form of a request. Decoding every field up front runs a decoder's
-// whole code on each call, and in a wasm guest under load that code is cold: it cost a
-// GET about as much as the rest of the guest's work together (bench/RESULTS.md, "A fast
+// whole code on each call, and in a wasm guest under load that code is cold: it was
+// about a third of a GET's guest time with cold caches (bench/RESULTS.md, "A fast
 // machine, and the guest's cost in place"). A view runs one small walk to check the
 // message, and each field a handler reads is found when it reads it.
 //
@@ -17,23 +17,22 @@ type HTTPRequestView struct {
 }
 
 // ViewHTTPRequest checks b and indexes it into v. It accepts exactly the messages
-// DecodeHTTPRequest accepts (FuzzViewHTTPRequest holds the two together).
+// DecodeHTTPRequest accepts (FuzzDecode and TestViewHTTPRequest hold the two together).
 func ViewHTTPRequest(b []byte, v *HTTPRequestView) error {
 	*v = HTTPRequestView{b: b}
 	rd := NewReader(b)
 	for tag, val, ok := rd.Next(); ok; tag, val, ok = rd.Next() {
 		switch tag {
-		case reqParam, reqHeader:
+		case reqParam, reqHeader: // repeated: found by walking again (pair)
 			if _, _, err := Pair(val); err != nil {
 				rd.Fail(err)
 			}
+			continue
 		case reqCtx:
 			rd.Fail(checkCallContext(val))
+		}
+		if int(tag) < len(v.one) {
 			v.one[tag] = val
-		default:
-			if int(tag) < len(v.one) {
-				v.one[tag] = val
-			}
 		}
 	}
 	if err := rd.Err(); err != nil {

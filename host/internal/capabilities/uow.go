@@ -185,7 +185,7 @@ func (d *Data) query(ctx context.Context, call *runtime.Call, in []byte) ([]byte
 		out.RowsAffected = int64(len(res.Rows))
 	}
 	out.Columns = make([]wire.Column, len(cols))
-	size := 2 * wire.HeaderSize // the rows-affected field and its integer
+	size := wire.HeaderSize + 8 // the rows-affected field
 	for i, c := range cols {
 		out.Columns[i] = wire.Column{Name: c.Name, Type: c.Type}
 		size += 3*wire.HeaderSize + len(c.Name) + len(c.Type)
@@ -195,7 +195,7 @@ func (d *Data) query(ctx context.Context, call *runtime.Call, in []byte) ([]byte
 	}
 	// Sized for JSON results, so that a declared lookup's result (which has no
 	// instance buffer to borrow) is built in one allocation rather than by doubling.
-	b, err := wire.AppendSQLResult(call.OutBuf(size+8), &out)
+	b, err := wire.AppendSQLResult(call.OutBuf(size), &out)
 	if err != nil {
 		return nil, runtime.Errorf(wire.CodeInternal, "encode result: %v", err)
 	}
